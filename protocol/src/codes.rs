@@ -242,7 +242,10 @@ impl LanguageCode {
 
     /// The byte used in ROCKETMQ binary headers.
     pub fn byte(self) -> u8 {
-        Self::TABLE.iter().position(|(l, _)| *l == self).unwrap_or(7) as u8
+        Self::TABLE
+            .iter()
+            .position(|(l, _)| *l == self)
+            .unwrap_or(7) as u8
     }
 
     /// The name used in JSON headers.
@@ -252,12 +255,17 @@ impl LanguageCode {
 
     /// Lenient decoding: an unknown byte is `OTHER` (spec §1.3).
     pub fn from_byte(b: u8) -> Self {
-        Self::TABLE.get(b as usize).map_or(LanguageCode::Other, |(l, _)| *l)
+        Self::TABLE
+            .get(b as usize)
+            .map_or(LanguageCode::Other, |(l, _)| *l)
     }
 
     /// Lenient decoding: an unknown name is `OTHER` (spec §1.3).
     pub fn from_name(name: &str) -> Self {
-        Self::TABLE.iter().find(|(_, n)| *n == name).map_or(LanguageCode::Other, |(l, _)| *l)
+        Self::TABLE
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map_or(LanguageCode::Other, |(l, _)| *l)
     }
 }
 

@@ -57,7 +57,11 @@ pub fn parse_properties(text: &str) -> Result<Vec<ConfigEntry>> {
                 reason: "empty key".into(),
             });
         }
-        out.push(ConfigEntry { line: start_line, key: key.to_owned(), value: value.trim().to_owned() });
+        out.push(ConfigEntry {
+            line: start_line,
+            key: key.to_owned(),
+            value: value.trim().to_owned(),
+        });
     }
     Ok(out)
 }
@@ -103,7 +107,10 @@ mod tests {
     fn parses_common_forms() {
         let text = "# comment\n! other\n\nlistenPort=9876\nbrokerName : broker-a\nkey value with spaces\nmulti=a;\\\n   b\nempty=\n";
         let e = parse_properties(text).unwrap();
-        let kv: Vec<_> = e.iter().map(|e| (e.line, e.key.as_str(), e.value.as_str())).collect();
+        let kv: Vec<_> = e
+            .iter()
+            .map(|e| (e.line, e.key.as_str(), e.value.as_str()))
+            .collect();
         assert_eq!(
             kv,
             vec![
@@ -125,6 +132,8 @@ mod tests {
         assert!(err.to_string().contains("listenPort"), "{err}");
         let bad = parse_properties("a=1\nlonelykey\n").unwrap_err();
         assert!(bad.to_string().contains("line 2"));
-        assert!(parse_properties("x=maybe").unwrap()[0].parse_bool().is_err());
+        assert!(parse_properties("x=maybe").unwrap()[0]
+            .parse_bool()
+            .is_err());
     }
 }

@@ -28,7 +28,11 @@ pub enum ProtocolError {
     InvalidUtf8(&'static str),
     /// A structure ends before a field it declares.
     #[error("truncated {what}: need {needed} bytes, have {available}")]
-    Truncated { what: &'static str, needed: usize, available: usize },
+    Truncated {
+        what: &'static str,
+        needed: usize,
+        available: usize,
+    },
     /// A declared length is negative or otherwise impossible.
     #[error("invalid length {len} for {what}")]
     InvalidLength { what: &'static str, len: i64 },
@@ -37,16 +41,28 @@ pub enum ProtocolError {
     MissingField(&'static str),
     /// A header field is present but its value does not parse.
     #[error("invalid value {value:?} for header field `{key}`: {reason}")]
-    InvalidField { key: String, value: String, reason: String },
+    InvalidField {
+        key: String,
+        value: String,
+        reason: String,
+    },
     /// A stored message record has an unknown magic code.
     #[error("invalid message magic code {0:#x}")]
     InvalidMagic(i32),
     /// A checksum does not match the data it covers.
     #[error("CRC mismatch in {what}: stored {stored:#x}, computed {computed:#x}")]
-    CrcMismatch { what: &'static str, stored: u32, computed: u32 },
+    CrcMismatch {
+        what: &'static str,
+        stored: u32,
+        computed: u32,
+    },
     /// A field is longer than the format allows.
     #[error("{what} is {len} bytes, limit {max}")]
-    TooLong { what: &'static str, len: usize, max: usize },
+    TooLong {
+        what: &'static str,
+        len: usize,
+        max: usize,
+    },
     /// zlib (de)compression failed.
     #[error("compression error: {0}")]
     Compression(String),
@@ -58,5 +74,9 @@ pub enum ProtocolError {
     InvalidMessageId { id: String, reason: &'static str },
     /// A line of a properties config file is wrong.
     #[error("line {line}: key `{key}`: {reason}")]
-    Config { line: usize, key: String, reason: String },
+    Config {
+        line: usize,
+        key: String,
+        reason: String,
+    },
 }

@@ -49,7 +49,10 @@ pub fn check_frame(buf: &[u8], frame_bytes_max: usize) -> Result<Option<usize>> 
     }
     let total = length as usize + 4;
     if total > frame_bytes_max {
-        return Err(ProtocolError::FrameTooLarge { len: total as u64, max: frame_bytes_max as u64 });
+        return Err(ProtocolError::FrameTooLarge {
+            len: total as u64,
+            max: frame_bytes_max as u64,
+        });
     }
     Ok((buf.len() >= total).then_some(total))
 }
@@ -65,7 +68,10 @@ pub fn decode_frame_with_limit(buf: &[u8], frame_bytes_max: usize) -> Result<Dec
         return Ok(Decoded::Incomplete);
     };
     let command = parse_frame_payload(&buf[4..total])?;
-    Ok(Decoded::Frame { command, consumed: total })
+    Ok(Decoded::Frame {
+        command,
+        consumed: total,
+    })
 }
 
 /// Parses a frame without its length prefix: header mark, header, body.
@@ -80,10 +86,14 @@ pub fn parse_frame_payload(payload: &[u8]) -> Result<RemotingCommand> {
     let header_len = (mark & 0x00FF_FFFF) as usize;
     let rest = &payload[4..];
     if header_len > rest.len() {
-        return Err(ProtocolError::HeaderTooLong { header_len, available: rest.len() });
+        return Err(ProtocolError::HeaderTooLong {
+            header_len,
+            available: rest.len(),
+        });
     }
     let (header, body) = rest.split_at(header_len);
-    let serialize_type = SerializeType::from_byte(ty).ok_or(ProtocolError::UnknownSerializeType(ty))?;
+    let serialize_type =
+        SerializeType::from_byte(ty).ok_or(ProtocolError::UnknownSerializeType(ty))?;
     let mut command = match serialize_type {
         SerializeType::Json => decode_json_header(header)?,
         SerializeType::RocketMq => decode_binary_header(header)?,
@@ -119,7 +129,10 @@ pub fn encode_frame_into(command: &RemotingCommand, out: &mut Vec<u8>) -> Result
     let total = out.len() - start + command.body.len();
     if header_len > HEADER_BYTES_MAX || total > FRAME_BYTES_MAX {
         out.truncate(start);
-        return Err(ProtocolError::FrameTooLarge { len: total as u64, max: FRAME_BYTES_MAX as u64 });
+        return Err(ProtocolError::FrameTooLarge {
+            len: total as u64,
+            max: FRAME_BYTES_MAX as u64,
+        });
     }
     out.extend_from_slice(&command.body);
     let length = (total - 4) as u32;
@@ -150,9 +163,12 @@ struct JsonHeader {
 }
 
 fn decode_json_header(header: &[u8]) -> Result<RemotingCommand> {
-    let text = std::str::from_utf8(header).map_err(|_| ProtocolError::InvalidUtf8("JSON header"))?;
-    let h: JsonHeader = serde_json::from_str(text)
-        .map_err(|e| ProtocolError::InvalidJson { what: "header", detail: e.to_string() })?;
+    let text =
+        std::str::from_utf8(header).map_err(|_| ProtocolError::InvalidUtf8("JSON header"))?;
+    let h: JsonHeader = serde_json::from_str(text).map_err(|e| ProtocolError::InvalidJson {
+        what: "header",
+        detail: e.to_string(),
+    })?;
     let mut ext_fields = StrMap::new();
     for (k, v) in h.ext_fields.unwrap_or_default() {
         match v {
@@ -163,7 +179,10 @@ fn decode_json_header(header: &[u8]) -> Result<RemotingCommand> {
     }
     Ok(RemotingCommand {
         code: h.code,
-        language: h.language.as_deref().map_or(LanguageCode::Other, LanguageCode::from_name),
+        language: h
+            .language
+            .as_deref()
+            .map_or(LanguageCode::Other, LanguageCode::from_name),
         version: h.version.unwrap_or(0),
         opaque: h.opaque.unwrap_or(0),
         flag: h.flag.unwrap_or(0),
@@ -220,7 +239,11 @@ impl<'a> Reader<'a> {
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8]> {
         let available = self.buf.len() - self.pos;
         if n > available {
-            return Err(ProtocolError::Truncated { what, needed: n, available });
+            return Err(ProtocolError::Truncated {
+                what,
+                needed: n,
+                available,
+            });
         }
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -242,12 +265,17 @@ impl<'a> Reader<'a> {
     }
     fn string(&mut self, n: usize, what: &'static str) -> Result<String> {
         let b = self.take(n, what)?;
-        std::str::from_utf8(b).map(str::to_owned).map_err(|_| ProtocolError::InvalidUtf8(what))
+        std::str::from_utf8(b)
+            .map(str::to_owned)
+            .map_err(|_| ProtocolError::InvalidUtf8(what))
     }
 }
 
 fn decode_binary_header(header: &[u8]) -> Result<RemotingCommand> {
-    let mut r = Reader { buf: header, pos: 0 };
+    let mut r = Reader {
+        buf: header,
+        pos: 0,
+    };
     let code = r.i16("code")?;
     let language = r.take(1, "language")?[0];
     let version = r.i16("version")?;
@@ -262,7 +290,10 @@ fn decode_binary_header(header: &[u8]) -> Result<RemotingCommand> {
     let ext_len = r.i32("ext map length")?;
     let ext_len = r.len(ext_len.into(), "ext map")?;
     let ext_bytes = r.take(ext_len, "ext map")?;
-    let mut m = Reader { buf: ext_bytes, pos: 0 };
+    let mut m = Reader {
+        buf: ext_bytes,
+        pos: 0,
+    };
     let mut ext_fields = StrMap::new();
     while m.pos < ext_bytes.len() {
         let klen = m.i16("ext key length")?;

@@ -29,7 +29,10 @@ impl UniqKeyGenerator {
         // Only the low 16 bits of the pid are part of the id.
         prefix.extend_from_slice(&((pid & 0xFFFF) as u16).to_be_bytes());
         prefix.extend_from_slice(&random.to_be_bytes());
-        Self { prefix, counter: AtomicU16::new(0) }
+        Self {
+            prefix,
+            counter: AtomicU16::new(0),
+        }
     }
 
     /// A new id for the wall-clock time `now_unix_ms` (ms since the Unix epoch, UTC).
@@ -124,14 +127,18 @@ pub fn decode_offset_msg_id(id: &str) -> Result<(SocketAddr, i64)> {
     let ip = ip_from_octets(&raw[..ip_len]).ok_or_else(|| invalid(id, "bad address length"))?;
     let mut port = [0u8; 4];
     port.copy_from_slice(&raw[ip_len..ip_len + 4]);
-    let port = u16::try_from(i32::from_be_bytes(port)).map_err(|_| invalid(id, "port out of range"))?;
+    let port =
+        u16::try_from(i32::from_be_bytes(port)).map_err(|_| invalid(id, "port out of range"))?;
     let mut offset = [0u8; 8];
     offset.copy_from_slice(&raw[ip_len + 4..]);
     Ok((SocketAddr::new(ip, port), i64::from_be_bytes(offset)))
 }
 
 fn invalid(id: &str, reason: &'static str) -> ProtocolError {
-    ProtocolError::InvalidMessageId { id: id.to_owned(), reason }
+    ProtocolError::InvalidMessageId {
+        id: id.to_owned(),
+        reason,
+    }
 }
 
 /// Hex-decodes an id of 32 or 56 characters into 16 or 28 bytes.
@@ -176,13 +183,16 @@ fn ip_from_octets(b: &[u8]) -> Option<IpAddr> {
     if let Ok(a) = <[u8; 4]>::try_from(b) {
         return Some(IpAddr::V4(Ipv4Addr::from(a)));
     }
-    <[u8; 16]>::try_from(b).ok().map(|a| IpAddr::V6(Ipv6Addr::from(a)))
+    <[u8; 16]>::try_from(b)
+        .ok()
+        .map(|a| IpAddr::V6(Ipv6Addr::from(a)))
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::message::test_support::socket_addr;
     use proptest::prelude::*;
 
     const VECTOR_UNIQ: &str = "C0A8010A30391B6D358605265C000001";
@@ -215,7 +225,10 @@ mod tests {
     fn generator_reproduces_vector() {
         let g = UniqKeyGenerator::new(producer_ip(), 0x0001_3039, 0x1B6D3586);
         assert_eq!(g.generate(NOV_2023_MS + DAY_MS), VECTOR_UNIQ);
-        assert_eq!(g.generate(NOV_2023_MS + DAY_MS), "C0A8010A30391B6D358605265C000002");
+        assert_eq!(
+            g.generate(NOV_2023_MS + DAY_MS),
+            "C0A8010A30391B6D358605265C000002"
+        );
         assert_eq!(parse_uniq_key(&g.generate(NOV_2023_MS)).unwrap().counter, 3);
     }
 
@@ -228,7 +241,10 @@ mod tests {
                 .collect();
             hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
         });
-        let mut counters: Vec<u16> = ids.iter().map(|i| parse_uniq_key(i).unwrap().counter).collect();
+        let mut counters: Vec<u16> = ids
+            .iter()
+            .map(|i| parse_uniq_key(i).unwrap().counter)
+            .collect();
         counters.sort_unstable();
         assert_eq!(counters, (1..=4000).collect::<Vec<u16>>());
         assert_eq!(ids[0].len(), 56);
@@ -242,8 +258,14 @@ mod tests {
     #[test]
     fn month_start_in_utc() {
         assert_eq!(ms_since_month_start(0), 0);
-        assert_eq!(ms_since_month_start(NOV_2023_MS - 1), 30 * DAY_MS + DAY_MS - 1); // Oct 31
-        assert_eq!(ms_since_month_start(1_700_000_000_000), 1_700_000_000_000 - NOV_2023_MS);
+        assert_eq!(
+            ms_since_month_start(NOV_2023_MS - 1),
+            30 * DAY_MS + DAY_MS - 1
+        ); // Oct 31
+        assert_eq!(
+            ms_since_month_start(1_700_000_000_000),
+            1_700_000_000_000 - NOV_2023_MS
+        );
         // 2024-02-29 (leap day) and 2024-03-01.
         assert_eq!(ms_since_month_start(1_709_164_800_000), 28 * DAY_MS);
         assert_eq!(ms_since_month_start(1_709_251_200_000), 0);
@@ -264,7 +286,10 @@ mod tests {
     fn offset_msg_id_vector() {
         let host: SocketAddr = "192.168.1.20:10911".parse().unwrap();
         assert_eq!(encode_offset_msg_id(host, 123_456), VECTOR_OFFSET_ID);
-        assert_eq!(decode_offset_msg_id(VECTOR_OFFSET_ID).unwrap(), (host, 123_456));
+        assert_eq!(
+            decode_offset_msg_id(VECTOR_OFFSET_ID).unwrap(),
+            (host, 123_456)
+        );
     }
 
     #[test]
@@ -279,7 +304,10 @@ mod tests {
     #[test]
     fn malformed_ids() {
         let bad_len = "C0A8011400002A9F000000000001E24";
-        let err = |id: &str, reason| ProtocolError::InvalidMessageId { id: id.into(), reason };
+        let err = |id: &str, reason| ProtocolError::InvalidMessageId {
+            id: id.into(),
+            reason,
+        };
         assert_eq!(
             decode_offset_msg_id(bad_len),
             Err(err(bad_len, "length must be 32 or 56 hex characters"))
@@ -287,21 +315,23 @@ mod tests {
         assert!(decode_offset_msg_id("").is_err());
         assert!(parse_uniq_key(&"0".repeat(40)).is_err());
         let bad_hex = "G0A8011400002A9F000000000001E240";
-        assert_eq!(decode_offset_msg_id(bad_hex), Err(err(bad_hex, "not hexadecimal")));
-        assert_eq!(parse_uniq_key(bad_hex), Err(err(bad_hex, "not hexadecimal")));
+        assert_eq!(
+            decode_offset_msg_id(bad_hex),
+            Err(err(bad_hex, "not hexadecimal"))
+        );
+        assert_eq!(
+            parse_uniq_key(bad_hex),
+            Err(err(bad_hex, "not hexadecimal"))
+        );
         // Multi-byte UTF-8 of the right byte length is not hex either.
         let non_ascii = format!("é{}", &VECTOR_OFFSET_ID[2..]);
         assert_eq!(non_ascii.len(), 32);
         assert!(decode_offset_msg_id(&non_ascii).is_err());
         let bad_port = "C0A80114FFFFFFFF000000000001E240";
-        assert_eq!(decode_offset_msg_id(bad_port), Err(err(bad_port, "port out of range")));
-    }
-
-    fn socket_addr() -> impl Strategy<Value = SocketAddr> {
-        prop_oneof![
-            (any::<[u8; 4]>(), any::<u16>()).prop_map(|(a, p)| SocketAddr::new(IpAddr::from(a), p)),
-            (any::<[u8; 16]>(), any::<u16>()).prop_map(|(a, p)| SocketAddr::new(IpAddr::from(a), p)),
-        ]
+        assert_eq!(
+            decode_offset_msg_id(bad_port),
+            Err(err(bad_port, "port out of range"))
+        );
     }
 
     proptest! {

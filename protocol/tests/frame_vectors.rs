@@ -8,7 +8,10 @@ use raftmq_protocol::{decode_frame, encode_frame, Decoded, StrMap};
 
 fn hex(s: &str) -> Vec<u8> {
     let s = s.trim();
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 fn vector(name: &str) -> Vec<u8> {
@@ -53,7 +56,10 @@ const UNIQ: &str = "C0A8010A30391B6D358605265C000001";
 
 #[test]
 fn v1_route_request_json() {
-    let header = GetRouteInfoRequestHeader { topic: "TopicTest".into(), ..Default::default() };
+    let header = GetRouteInfoRequestHeader {
+        topic: "TopicTest".into(),
+        ..Default::default()
+    };
     let cmd = java_request(RequestCode::GetRouteinfoByTopic, 1, header.to_ext());
     assert_eq!(encode_frame(&cmd).unwrap(), vector("V1"));
     let back = decode_whole(&vector("V1"));
@@ -149,7 +155,10 @@ fn v6_pull_request_rocketmq_binary() {
     assert_eq!(encode_frame(&cmd).unwrap(), vector("V6"));
     let back = decode_whole(&vector("V6"));
     assert_eq!(back, cmd);
-    assert_eq!(back.header::<PullMessageRequestHeader>().unwrap(), v6_header());
+    assert_eq!(
+        back.header::<PullMessageRequestHeader>().unwrap(),
+        v6_header()
+    );
 }
 
 #[test]
@@ -175,7 +184,10 @@ fn v7_pull_response_json_with_record() {
 
 #[test]
 fn v8_route_request_rocketmq_binary() {
-    let header = GetRouteInfoRequestHeader { topic: "TopicTest".into(), ..Default::default() };
+    let header = GetRouteInfoRequestHeader {
+        topic: "TopicTest".into(),
+        ..Default::default()
+    };
     let mut cmd = java_request(RequestCode::GetRouteinfoByTopic, 1, header.to_ext());
     cmd.serialize_type = SerializeType::RocketMq;
     assert_eq!(encode_frame(&cmd).unwrap(), vector("V8"));
@@ -200,7 +212,11 @@ fn every_prefix_of_a_vector_is_incomplete() {
     for name in ["V1", "V3", "V6", "V7"] {
         let bytes = vector(name);
         for cut in 0..bytes.len() {
-            assert_eq!(decode_frame(&bytes[..cut]).unwrap(), Decoded::Incomplete, "{name} cut {cut}");
+            assert_eq!(
+                decode_frame(&bytes[..cut]).unwrap(),
+                Decoded::Incomplete,
+                "{name} cut {cut}"
+            );
         }
     }
 }
@@ -209,8 +225,12 @@ fn every_prefix_of_a_vector_is_incomplete() {
 fn two_frames_back_to_back() {
     let mut buf = vector("V1");
     buf.extend(vector("V8"));
-    let Decoded::Frame { consumed, .. } = decode_frame(&buf).unwrap() else { panic!() };
+    let Decoded::Frame { consumed, .. } = decode_frame(&buf).unwrap() else {
+        panic!()
+    };
     assert_eq!(consumed, vector("V1").len());
-    let Decoded::Frame { command, .. } = decode_frame(&buf[consumed..]).unwrap() else { panic!() };
+    let Decoded::Frame { command, .. } = decode_frame(&buf[consumed..]).unwrap() else {
+        panic!()
+    };
     assert_eq!(command.serialize_type, SerializeType::RocketMq);
 }

@@ -39,7 +39,10 @@ impl TopicList {
         S: Into<String>,
     {
         let set: BTreeSet<String> = topics.into_iter().map(Into::into).collect();
-        TopicList { broker_addr: None, topic_list: set.into_iter().collect() }
+        TopicList {
+            broker_addr: None,
+            topic_list: set.into_iter().collect(),
+        }
     }
 }
 
@@ -75,7 +78,10 @@ mod tests {
     fn cluster_info_example_and_java_unquoted_form() {
         let java = br#"{"brokerAddrTable":{"broker-a":{"brokerAddrs":{0:"10.0.0.1:10911",1:"10.0.0.2:10911"},"brokerName":"broker-a","cluster":"DefaultCluster","enableActingMaster":false}},"clusterAddrTable":{"DefaultCluster":["broker-a"]}}"#;
         let info: ClusterInfo = decode_json("ClusterInfo", java).unwrap();
-        assert_eq!(info.broker_addr_table["broker-a"].master_addr(), Some("10.0.0.1:10911"));
+        assert_eq!(
+            info.broker_addr_table["broker-a"].master_addr(),
+            Some("10.0.0.1:10911")
+        );
         assert_eq!(
             String::from_utf8(encode_json(&info)).unwrap(),
             r#"{"brokerAddrTable":{"broker-a":{"brokerAddrs":{"0":"10.0.0.1:10911","1":"10.0.0.2:10911"},"brokerName":"broker-a","cluster":"DefaultCluster","enableActingMaster":false}},"clusterAddrTable":{"DefaultCluster":["broker-a"]}}"#
@@ -86,14 +92,25 @@ mod tests {
     fn small_bodies() {
         let t = TopicList::new(["B", "A", "B"]);
         assert_eq!(encode_json(&t), br#"{"topicList":["A","B"]}"#);
-        let t = TopicList { broker_addr: Some("h:1".into()), ..t };
-        assert_eq!(encode_json(&t), br#"{"brokerAddr":"h:1","topicList":["A","B"]}"#);
+        let t = TopicList {
+            broker_addr: Some("h:1".into()),
+            ..t
+        };
+        assert_eq!(
+            encode_json(&t),
+            br#"{"brokerAddr":"h:1","topicList":["A","B"]}"#
+        );
         let kv: KvTable = decode_json("KVTable", br#"{"table":{"k":"v"}}"#).unwrap();
         assert_eq!(kv.table["k"], "v");
         assert_eq!(encode_json(&kv), br#"{"table":{"k":"v"}}"#);
-        let ids = ConsumerIdList { consumer_id_list: vec!["c1".into(), "c2".into()] };
+        let ids = ConsumerIdList {
+            consumer_id_list: vec!["c1".into(), "c2".into()],
+        };
         assert_eq!(encode_json(&ids), br#"{"consumerIdList":["c1","c2"]}"#);
-        assert_eq!(decode_json::<ConsumerIdList>("ids", &encode_json(&ids)).unwrap(), ids);
+        assert_eq!(
+            decode_json::<ConsumerIdList>("ids", &encode_json(&ids)).unwrap(),
+            ids
+        );
     }
 
     proptest! {

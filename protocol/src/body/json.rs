@@ -155,7 +155,10 @@ mod tests {
 
     #[test]
     fn never_touches_values_or_array_elements() {
-        assert_eq!(q(r#"{"a":1,"b":[1,-2,3],"c":{5:6}}"#), r#"{"a":1,"b":[1,-2,3],"c":{"5":6}}"#);
+        assert_eq!(
+            q(r#"{"a":1,"b":[1,-2,3],"c":{5:6}}"#),
+            r#"{"a":1,"b":[1,-2,3],"c":{"5":6}}"#
+        );
         assert_eq!(q("[1,2,{3:4},5]"), r#"[1,2,{"3":4},5]"#);
     }
 
@@ -199,7 +202,13 @@ mod tests {
     #[test]
     fn decode_json_reports_what() {
         let err = decode_json::<BTreeMap<String, String>>("KVTable", b"{\"a\":").unwrap_err();
-        assert!(matches!(err, ProtocolError::InvalidJson { what: "KVTable", .. }));
+        assert!(matches!(
+            err,
+            ProtocolError::InvalidJson {
+                what: "KVTable",
+                ..
+            }
+        ));
         let err = decode_json::<BTreeMap<String, String>>("KVTable", b"\xff\xfe").unwrap_err();
         assert!(matches!(err, ProtocolError::InvalidJson { .. }));
     }
@@ -218,11 +227,19 @@ mod tests {
         }
 
         #[test]
+        fn rewriter_never_panics_on_json_like_text(text in "[{}\\[\\]:,\"\\\\0-9a -]{0,64}") {
+            let fixed = quote_bare_int_keys(text.as_bytes());
+            prop_assert!(fixed.len() >= text.len());
+            let _ = decode_json::<serde_json::Value>("fuzz", text.as_bytes());
+        }
+
+        #[test]
         fn rewriting_is_identity_on_standard_json(
             m in proptest::collection::btree_map(any::<i64>(), ".{0,8}", 0..6)
         ) {
             let bytes = encode_json(&m);
-            prop_assert_eq!(quote_bare_int_keys(&bytes).as_ref(), bytes.as_slice());
+            let fixed = quote_bare_int_keys(&bytes);
+            prop_assert_eq!(fixed.as_ref(), bytes.as_slice());
             let back: BTreeMap<i64, String> = decode_json("map", &bytes).unwrap();
             prop_assert_eq!(back, m);
         }

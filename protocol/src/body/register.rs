@@ -95,7 +95,11 @@ impl RegisterBrokerBody {
         for config in wrapper.topic_config_table.values() {
             put_chunk(&mut raw, "TopicConfig text", config.to_text().as_bytes())?;
         }
-        put_chunk(&mut raw, "filterServerList", &encode_json(&self.filter_server_list))?;
+        put_chunk(
+            &mut raw,
+            "filterServerList",
+            &encode_json(&self.filter_server_list),
+        )?;
         if sender_version >= VERSION_V5_0_0 {
             let infos = &wrapper.topic_queue_mapping_info_map;
             put_count(&mut raw, "topic queue mapping count", infos.len())?;
@@ -122,13 +126,15 @@ impl RegisterBrokerBody {
         let mut topic_config_table = BTreeMap::new();
         for _ in 0..topic_count {
             let text = reader.chunk("TopicConfig text")?;
-            let text =
-                std::str::from_utf8(text).map_err(|_| ProtocolError::InvalidUtf8("TopicConfig text"))?;
+            let text = std::str::from_utf8(text)
+                .map_err(|_| ProtocolError::InvalidUtf8("TopicConfig text"))?;
             let config = TopicConfig::from_text(text)?;
             topic_config_table.insert(config.topic_name.clone(), config);
         }
-        let filter_server_list: Option<Vec<String>> =
-            decode_json("compressed filterServerList", reader.chunk("filterServerList")?)?;
+        let filter_server_list: Option<Vec<String>> = decode_json(
+            "compressed filterServerList",
+            reader.chunk("filterServerList")?,
+        )?;
 
         // Java always writes the mapping section but reads it only from V5_0_0 senders;
         // tolerate its absence at the very end of the stream.
@@ -136,10 +142,15 @@ impl RegisterBrokerBody {
         if sender_version >= VERSION_V5_0_0 && !reader.buf.is_empty() {
             let mapping_count = reader.count("topic queue mapping count")?;
             for _ in 0..mapping_count {
-                let info: serde_json::Value =
-                    decode_json("TopicQueueMappingInfo", reader.chunk("TopicQueueMappingInfo")?)?;
+                let info: serde_json::Value = decode_json(
+                    "TopicQueueMappingInfo",
+                    reader.chunk("TopicQueueMappingInfo")?,
+                )?;
                 // Java keys the map by the info's own topic; an info without one is dropped.
-                let topic = info.get("topic").and_then(serde_json::Value::as_str).map(str::to_owned);
+                let topic = info
+                    .get("topic")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned);
                 if let Some(topic) = topic {
                     topic_queue_mapping_info_map.insert(topic, info);
                 }
@@ -185,7 +196,11 @@ impl<'a> Reader<'a> {
     /// Reads one big-endian `i32`.
     fn i32(&mut self, what: &'static str) -> Result<i32> {
         let Some((head, rest)) = self.buf.split_first_chunk::<4>() else {
-            return Err(ProtocolError::Truncated { what, needed: 4, available: self.buf.len() });
+            return Err(ProtocolError::Truncated {
+                what,
+                needed: 4,
+                available: self.buf.len(),
+            });
         };
         self.buf = rest;
         Ok(i32::from_be_bytes(*head))
@@ -194,7 +209,10 @@ impl<'a> Reader<'a> {
     /// Reads a non-negative `i32` length or count.
     fn non_negative(&mut self, what: &'static str) -> Result<usize> {
         let n = self.i32(what)?;
-        usize::try_from(n).map_err(|_| ProtocolError::InvalidLength { what, len: n.into() })
+        usize::try_from(n).map_err(|_| ProtocolError::InvalidLength {
+            what,
+            len: n.into(),
+        })
     }
 
     /// Reads an element count; each element needs at least a 4-byte length, so a count
@@ -203,7 +221,11 @@ impl<'a> Reader<'a> {
         let n = self.non_negative(what)?;
         let needed = n.saturating_mul(4);
         if needed > self.buf.len() {
-            return Err(ProtocolError::Truncated { what, needed, available: self.buf.len() });
+            return Err(ProtocolError::Truncated {
+                what,
+                needed,
+                available: self.buf.len(),
+            });
         }
         Ok(n)
     }
@@ -212,7 +234,11 @@ impl<'a> Reader<'a> {
     fn chunk(&mut self, what: &'static str) -> Result<&'a [u8]> {
         let len = self.non_negative(what)?;
         if len > self.buf.len() {
-            return Err(ProtocolError::Truncated { what, needed: len, available: self.buf.len() });
+            return Err(ProtocolError::Truncated {
+                what,
+                needed: len,
+                available: self.buf.len(),
+            });
         }
         let (head, rest) = self.buf.split_at(len);
         self.buf = rest;
@@ -222,7 +248,11 @@ impl<'a> Reader<'a> {
 
 /// Appends a big-endian `i32` count.
 fn put_count(out: &mut Vec<u8>, what: &'static str, n: usize) -> Result<()> {
-    let n = i32::try_from(n).map_err(|_| ProtocolError::TooLong { what, len: n, max: i32::MAX as usize })?;
+    let n = i32::try_from(n).map_err(|_| ProtocolError::TooLong {
+        what,
+        len: n,
+        max: i32::MAX as usize,
+    })?;
     out.extend_from_slice(&n.to_be_bytes());
     Ok(())
 }
@@ -246,9 +276,14 @@ mod tests {
     fn sample() -> RegisterBrokerBody {
         let mut body = RegisterBrokerBody::default();
         let w = &mut body.topic_config_serialize_wrapper;
-        w.data_version = DataVersion { counter: 3, state_version: 0, timestamp: 1_700_000_000_000 };
+        w.data_version = DataVersion {
+            counter: 3,
+            state_version: 0,
+            timestamp: 1_700_000_000_000,
+        };
         w.mapping_data_version.timestamp = 1_700_000_000_000;
-        w.topic_config_table.insert("TopicTest".into(), TopicConfig::new("TopicTest", 4));
+        w.topic_config_table
+            .insert("TopicTest".into(), TopicConfig::new("TopicTest", 4));
         body
     }
 
@@ -268,15 +303,24 @@ mod tests {
             let body = RegisterBrokerBody::decode(old, false, version).unwrap();
             let w = &body.topic_config_serialize_wrapper;
             assert_eq!(w.data_version.counter, 3);
-            assert_eq!(w.topic_config_table["TopicTest"], TopicConfig::new("TopicTest", 4));
+            assert_eq!(
+                w.topic_config_table["TopicTest"],
+                TopicConfig::new("TopicTest", 4)
+            );
             assert!(body.filter_server_list.is_empty());
         }
     }
 
     #[test]
     fn empty_body_is_default() {
-        assert_eq!(RegisterBrokerBody::decode(b"", false, 479).unwrap(), RegisterBrokerBody::default());
-        assert_eq!(RegisterBrokerBody::decode(b"", true, 479).unwrap(), RegisterBrokerBody::default());
+        assert_eq!(
+            RegisterBrokerBody::decode(b"", false, 479).unwrap(),
+            RegisterBrokerBody::default()
+        );
+        assert_eq!(
+            RegisterBrokerBody::decode(b"", true, 479).unwrap(),
+            RegisterBrokerBody::default()
+        );
     }
 
     #[test]
@@ -285,13 +329,20 @@ mod tests {
         body.topic_config_serialize_wrapper.mapping_data_version = DataVersion::default();
         let mut multi = TopicConfig::new("%RETRY%g", 1);
         multi.topic_filter_type = TopicFilterType::MultiTag;
-        multi.attributes.insert("message.type".into(), "NORMAL".into());
-        body.topic_config_serialize_wrapper.topic_config_table.insert("%RETRY%g".into(), multi);
+        multi
+            .attributes
+            .insert("message.type".into(), "NORMAL".into());
+        body.topic_config_serialize_wrapper
+            .topic_config_table
+            .insert("%RETRY%g".into(), multi);
         body.filter_server_list.push("10.0.0.9:1".into());
         for version in [VERSION_V3_0_11, 400, VERSION_V5_0_0, 479] {
             let bytes = body.encode_compressed(version).unwrap();
             assert_eq!(&bytes[..1], &[0x78], "zlib header");
-            assert_eq!(RegisterBrokerBody::decode(&bytes, true, version).unwrap(), body);
+            assert_eq!(
+                RegisterBrokerBody::decode(&bytes, true, version).unwrap(),
+                body
+            );
         }
     }
 
@@ -299,12 +350,17 @@ mod tests {
     fn compressed_mapping_infos_keyed_by_topic() {
         let mut body = RegisterBrokerBody::default();
         let info = json!({"topic": "T", "totalQueues": 4, "bname": "b"});
-        body.topic_config_serialize_wrapper.topic_queue_mapping_info_map.insert("T".into(), info);
+        body.topic_config_serialize_wrapper
+            .topic_queue_mapping_info_map
+            .insert("T".into(), info);
         let bytes = body.encode_compressed(479).unwrap();
         assert_eq!(RegisterBrokerBody::decode(&bytes, true, 479).unwrap(), body);
         // An old receiver-side version ignores the trailing section.
         let old = RegisterBrokerBody::decode(&bytes, true, 400).unwrap();
-        assert!(old.topic_config_serialize_wrapper.topic_queue_mapping_info_map.is_empty());
+        assert!(old
+            .topic_config_serialize_wrapper
+            .topic_queue_mapping_info_map
+            .is_empty());
     }
 
     fn deflate(raw: &[u8]) -> Vec<u8> {
@@ -321,7 +377,8 @@ mod tests {
         // Not zlib at all.
         assert!(RegisterBrokerBody::decode(b"{\"a\":1}", true, 479).is_err());
         // Negative DataVersion length.
-        let err = RegisterBrokerBody::decode(&deflate(&(-1i32).to_be_bytes()), true, 479).unwrap_err();
+        let err =
+            RegisterBrokerBody::decode(&deflate(&(-1i32).to_be_bytes()), true, 479).unwrap_err();
         assert!(matches!(err, ProtocolError::InvalidLength { len: -1, .. }));
         // Length larger than the data.
         let err = RegisterBrokerBody::decode(&deflate(&[0, 0, 0, 9, b'{']), true, 479).unwrap_err();
@@ -331,7 +388,13 @@ mod tests {
         put_chunk(&mut raw, "dv", b"{}").unwrap();
         raw.extend_from_slice(&i32::MAX.to_be_bytes());
         let err = RegisterBrokerBody::decode(&deflate(&raw), true, 479).unwrap_err();
-        assert!(matches!(err, ProtocolError::Truncated { what: "topic count", .. }));
+        assert!(matches!(
+            err,
+            ProtocolError::Truncated {
+                what: "topic count",
+                ..
+            }
+        ));
         // Negative topic count.
         let mut raw = Vec::new();
         put_chunk(&mut raw, "dv", b"{}").unwrap();
@@ -362,7 +425,10 @@ mod tests {
 
     #[test]
     fn malformed_json_is_error() {
-        assert!(RegisterBrokerBody::decode(b"{\"topicConfigSerializeWrapper\":[]}", false, 479).is_err());
+        assert!(
+            RegisterBrokerBody::decode(b"{\"topicConfigSerializeWrapper\":\"x\"}", false, 479)
+                .is_err()
+        );
         assert!(RegisterBrokerBody::decode(b"not json", false, 479).is_err());
     }
 
@@ -375,26 +441,32 @@ mod tests {
             "[%|a-zA-Z0-9_\\-]{1,16}",
             0..64i32,
         )
-            .prop_map(|(attributes, perm, read, multi, topic_name, write)| TopicConfig {
-                attributes,
-                order: false,
-                perm,
-                read_queue_nums: read,
-                topic_filter_type: if multi {
-                    TopicFilterType::MultiTag
-                } else {
-                    TopicFilterType::SingleTag
+            .prop_map(
+                |(attributes, perm, read, multi, topic_name, write)| TopicConfig {
+                    attributes,
+                    order: false,
+                    perm,
+                    read_queue_nums: read,
+                    topic_filter_type: if multi {
+                        TopicFilterType::MultiTag
+                    } else {
+                        TopicFilterType::SingleTag
+                    },
+                    topic_name,
+                    topic_sys_flag: 0,
+                    write_queue_nums: write,
                 },
-                topic_name,
-                topic_sys_flag: 0,
-                write_queue_nums: write,
-            })
+            )
     }
 
     fn arb_data_version() -> impl Strategy<Value = DataVersion> {
-        (any::<i64>(), any::<i64>(), any::<i64>()).prop_map(|(counter, state_version, timestamp)| {
-            DataVersion { counter, state_version, timestamp }
-        })
+        (any::<i64>(), any::<i64>(), any::<i64>()).prop_map(
+            |(counter, state_version, timestamp)| DataVersion {
+                counter,
+                state_version,
+                timestamp,
+            },
+        )
     }
 
     /// Bodies the compressed form carries losslessly (table keyed by topic name).
@@ -406,7 +478,10 @@ mod tests {
             proptest::collection::btree_set("[a-zA-Z]{1,6}", 0..3),
         )
             .prop_map(|(data_version, topics, filter_server_list, mapped)| {
-                let mut body = RegisterBrokerBody { filter_server_list, ..Default::default() };
+                let mut body = RegisterBrokerBody {
+                    filter_server_list,
+                    ..Default::default()
+                };
                 let w = &mut body.topic_config_serialize_wrapper;
                 w.data_version = data_version;
                 for t in topics {

@@ -149,7 +149,10 @@ pub(crate) mod tests {
         assert_eq!(String::from_utf8(encode_json(&route)).unwrap(), V2_BODY);
         let back: TopicRouteData = decode_json("TopicRouteData", V2_BODY.as_bytes()).unwrap();
         assert_eq!(back, route);
-        assert_eq!(back.broker_datas[0].master_addr(), Some("192.168.1.20:10911"));
+        assert_eq!(
+            back.broker_datas[0].master_addr(),
+            Some("192.168.1.20:10911")
+        );
     }
 
     #[test]
@@ -196,9 +199,17 @@ pub(crate) mod tests {
             any::<bool>(),
             proptest::option::of("[a-zA-Z]{0,6}"),
         )
-            .prop_map(|(broker_addrs, broker_name, cluster, enable_acting_master, zone_name)| {
-                BrokerData { broker_addrs, broker_name, cluster, enable_acting_master, zone_name }
-            })
+            .prop_map(
+                |(broker_addrs, broker_name, cluster, enable_acting_master, zone_name)| {
+                    BrokerData {
+                        broker_addrs,
+                        broker_name,
+                        cluster,
+                        enable_acting_master,
+                        zone_name,
+                    }
+                },
+            )
     }
 
     fn arb_queue_data() -> impl Strategy<Value = QueueData> {

@@ -187,12 +187,10 @@ impl TopicConfig {
             })?;
         let attributes = match parts.next().map(str::trim) {
             None | Some("") | Some("null") => BTreeMap::new(),
-            Some(json) => {
-                serde_json::from_str(json).map_err(|e| ProtocolError::InvalidJson {
-                    what: "TopicConfig text attributes",
-                    detail: e.to_string(),
-                })?
-            }
+            Some(json) => serde_json::from_str(json).map_err(|e| ProtocolError::InvalidJson {
+                what: "TopicConfig text attributes",
+                detail: e.to_string(),
+            })?,
         };
         Ok(TopicConfig {
             attributes,
@@ -249,11 +247,24 @@ mod tests {
 
     #[test]
     fn data_version_json_and_equality() {
-        let v = DataVersion { counter: 3, state_version: 0, timestamp: 1_700_000_000_000 };
-        assert_eq!(encode_json(&v), br#"{"counter":3,"stateVersion":0,"timestamp":1700000000000}"#);
+        let v = DataVersion {
+            counter: 3,
+            state_version: 0,
+            timestamp: 1_700_000_000_000,
+        };
+        assert_eq!(
+            encode_json(&v),
+            br#"{"counter":3,"stateVersion":0,"timestamp":1700000000000}"#
+        );
         let back: DataVersion = decode_json("DataVersion", &encode_json(&v)).unwrap();
         assert_eq!(back, v);
-        assert_ne!(v, DataVersion { state_version: 1, ..v });
+        assert_ne!(
+            v,
+            DataVersion {
+                state_version: 1,
+                ..v
+            }
+        );
         let mut b = v;
         b.bump(5);
         assert_eq!((b.counter, b.timestamp), (4, 5));
@@ -270,11 +281,13 @@ mod tests {
 
     #[test]
     fn topic_config_4x_defaults() {
-        let t: TopicConfig = decode_json("TopicConfig", br#"{"topicName":"T","perm":7,"x":1}"#).unwrap();
+        let t: TopicConfig =
+            decode_json("TopicConfig", br#"{"topicName":"T","perm":7,"x":1}"#).unwrap();
         assert_eq!(t.perm, 7);
         assert_eq!((t.read_queue_nums, t.write_queue_nums), (16, 16));
         assert_eq!(t.topic_filter_type, TopicFilterType::SingleTag);
-        let t: TopicConfig = decode_json("TopicConfig", br#"{"topicFilterType":"MULTI_TAG"}"#).unwrap();
+        let t: TopicConfig =
+            decode_json("TopicConfig", br#"{"topicFilterType":"MULTI_TAG"}"#).unwrap();
         assert_eq!(t.topic_filter_type, TopicFilterType::MultiTag);
     }
 
@@ -283,19 +296,30 @@ mod tests {
         let mut t = TopicConfig::new("TopicTest", 4);
         assert_eq!(t.to_text(), "TopicTest 4 4 6 SINGLE_TAG {}");
         assert_eq!(TopicConfig::from_text(&t.to_text()).unwrap(), t);
-        t.attributes.insert("message.type".into(), "NORMAL with space".into());
+        t.attributes
+            .insert("message.type".into(), "NORMAL with space".into());
         t.topic_filter_type = TopicFilterType::MultiTag;
         t.read_queue_nums = 8;
         assert_eq!(TopicConfig::from_text(&t.to_text()).unwrap(), t);
         // Java's split drops a trailing empty attribute token; both forms parse.
         let bare = TopicConfig::from_text("T 1 2 6 SINGLE_TAG").unwrap();
         assert_eq!((bare.read_queue_nums, bare.write_queue_nums), (1, 2));
-        assert!(TopicConfig::from_text("T 1 2 6 SINGLE_TAG ").unwrap().attributes.is_empty());
+        assert!(TopicConfig::from_text("T 1 2 6 SINGLE_TAG ")
+            .unwrap()
+            .attributes
+            .is_empty());
     }
 
     #[test]
     fn text_form_errors() {
-        for bad in ["", "T", "T 1 2 6", "T x 2 6 SINGLE_TAG {}", "T 1 2 6 NOPE {}", "T 1 2 6 SINGLE_TAG {"] {
+        for bad in [
+            "",
+            "T",
+            "T 1 2 6",
+            "T x 2 6 SINGLE_TAG {}",
+            "T 1 2 6 NOPE {}",
+            "T 1 2 6 SINGLE_TAG {",
+        ] {
             assert!(TopicConfig::from_text(bad).is_err(), "{bad:?}");
         }
     }

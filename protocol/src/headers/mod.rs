@@ -37,7 +37,11 @@ pub trait ExtValue: Sized {
 }
 
 fn invalid(key: &str, value: &str, reason: &str) -> ProtocolError {
-    ProtocolError::InvalidField { key: key.into(), value: value.into(), reason: reason.into() }
+    ProtocolError::InvalidField {
+        key: key.into(),
+        value: value.into(),
+        reason: reason.into(),
+    }
 }
 
 /// Parses one text value the way the Java receiver does.

@@ -9,7 +9,10 @@ use crate::error::ProtocolError;
 fn missing_required_field_is_named() {
     let mut ext = StrMap::new();
     ext.insert("namespace", "ORDER_TOPIC_CONFIG");
-    assert_eq!(GetKvConfigRequestHeader::from_ext(&ext), Err(ProtocolError::MissingField("key")));
+    assert_eq!(
+        GetKvConfigRequestHeader::from_ext(&ext),
+        Err(ProtocolError::MissingField("key"))
+    );
 }
 
 #[test]
@@ -37,15 +40,24 @@ fn unknown_keys_are_ignored_and_booleans_are_lenient() {
     assert_eq!(h.queue_id, -3);
     assert_eq!(h.committed, Some(true));
     ext.insert("committed", "yes");
-    assert_eq!(GetMaxOffsetRequestHeader::from_ext(&ext).unwrap().committed, Some(false));
+    assert_eq!(
+        GetMaxOffsetRequestHeader::from_ext(&ext).unwrap().committed,
+        Some(false)
+    );
 }
 
 #[test]
 fn optional_fields_absent_are_not_emitted() {
-    let h = DeleteTopicFromNamesrvRequestHeader { topic: "T".into(), cluster_name: None };
+    let h = DeleteTopicFromNamesrvRequestHeader {
+        topic: "T".into(),
+        cluster_name: None,
+    };
     let ext = h.to_ext();
     assert_eq!(ext.len(), 1);
-    assert_eq!(DeleteTopicFromNamesrvRequestHeader::from_ext(&ext).unwrap(), h);
+    assert_eq!(
+        DeleteTopicFromNamesrvRequestHeader::from_ext(&ext).unwrap(),
+        h
+    );
 }
 
 fn text() -> impl Strategy<Value = String> {

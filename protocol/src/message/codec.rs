@@ -90,7 +90,9 @@ mod tests {
 
     #[test]
     fn zlib_round_trip_for_both_type_encodings() {
-        let data: Vec<u8> = (0..20_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let data: Vec<u8> = (0..20_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
         let z = compress_zlib(&data);
         assert!(z.len() < data.len());
         assert_eq!(&z[..1], &[0x78]); // zlib header, deflate with 32 KiB window
@@ -99,7 +101,10 @@ mod tests {
         }
         // Uncompressed bodies pass through.
         assert_eq!(decompress_body(b"abc", 0, 3).unwrap(), b"abc");
-        assert!(matches!(decompress_body(b"abc", 0, 2), Err(ProtocolError::TooLong { .. })));
+        assert!(matches!(
+            decompress_body(b"abc", 0, 2),
+            Err(ProtocolError::TooLong { .. })
+        ));
     }
 
     #[test]
@@ -109,19 +114,41 @@ mod tests {
         let err = decompress_body(&bomb, 0x301, 1 << 20).unwrap_err();
         assert_eq!(
             err,
-            ProtocolError::TooLong { what: "decompressed message body", len: (1 << 20) + 1, max: 1 << 20 }
+            ProtocolError::TooLong {
+                what: "decompressed message body",
+                len: (1 << 20) + 1,
+                max: 1 << 20
+            }
         );
     }
 
     #[test]
     fn unsupported_and_corrupt() {
         let z = compress_zlib(b"hello hello hello");
-        assert_eq!(decompress_body(&z, 0x101, 100), Err(ProtocolError::UnsupportedCompression(1)));
-        assert_eq!(decompress_body(&z, 0x201, 100), Err(ProtocolError::UnsupportedCompression(2)));
-        assert_eq!(decompress_body(&z, 0x701, 100), Err(ProtocolError::UnsupportedCompression(7)));
-        assert!(matches!(decompress_body(b"not zlib", 1, 100), Err(ProtocolError::Compression(_))));
-        assert!(matches!(decompress_body(&z[..z.len() - 6], 1, 100), Err(ProtocolError::Compression(_))));
-        assert!(matches!(decompress_body(&[], 1, 100), Err(ProtocolError::Compression(_))));
+        assert_eq!(
+            decompress_body(&z, 0x101, 100),
+            Err(ProtocolError::UnsupportedCompression(1))
+        );
+        assert_eq!(
+            decompress_body(&z, 0x201, 100),
+            Err(ProtocolError::UnsupportedCompression(2))
+        );
+        assert_eq!(
+            decompress_body(&z, 0x701, 100),
+            Err(ProtocolError::UnsupportedCompression(7))
+        );
+        assert!(matches!(
+            decompress_body(b"not zlib", 1, 100),
+            Err(ProtocolError::Compression(_))
+        ));
+        assert!(matches!(
+            decompress_body(&z[..z.len() - 6], 1, 100),
+            Err(ProtocolError::Compression(_))
+        ));
+        assert!(matches!(
+            decompress_body(&[], 1, 100),
+            Err(ProtocolError::Compression(_))
+        ));
     }
 
     proptest! {

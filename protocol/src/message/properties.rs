@@ -179,7 +179,8 @@ pub fn decode_properties(s: &str) -> StrMap {
 
 /// Decodes properties bytes from a record or batch item; they must be UTF-8.
 pub fn decode_properties_bytes(bytes: &[u8]) -> Result<StrMap> {
-    let s = std::str::from_utf8(bytes).map_err(|_| ProtocolError::InvalidUtf8("message properties"))?;
+    let s =
+        std::str::from_utf8(bytes).map_err(|_| ProtocolError::InvalidUtf8("message properties"))?;
     Ok(decode_properties(s))
 }
 
@@ -187,6 +188,7 @@ pub fn decode_properties_bytes(bytes: &[u8]) -> Result<StrMap> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::message::test_support::prop_map;
     use proptest::prelude::*;
 
     fn pairs(m: &StrMap) -> Vec<(&str, &str)> {
@@ -201,7 +203,10 @@ mod tests {
         m.insert("EMPTY", "");
         m.insert(keys::WAIT, "true");
         let s = encode_properties(&m);
-        assert_eq!(s, "KEYS\u{1}OrderID001\u{2}TAGS\u{1}TagA\u{2}WAIT\u{1}true\u{2}");
+        assert_eq!(
+            s,
+            "KEYS\u{1}OrderID001\u{2}TAGS\u{1}TagA\u{2}WAIT\u{1}true\u{2}"
+        );
         assert_eq!(properties_encoded_len(&m), s.len());
         assert_eq!(encode_properties(&StrMap::new()), "");
     }
@@ -209,17 +214,30 @@ mod tests {
     #[test]
     fn lenient_reading_as_reference() {
         // Missing final separator is tolerated.
-        assert_eq!(pairs(&decode_properties("A\u{1}1\u{2}B\u{1}2")), vec![("A", "1"), ("B", "2")]);
+        assert_eq!(
+            pairs(&decode_properties("A\u{1}1\u{2}B\u{1}2")),
+            vec![("A", "1"), ("B", "2")]
+        );
         // Short segments, empty key, empty value, no name/value separator: ignored.
-        let m = decode_properties("\u{2}ab\u{2}\u{1}xy\u{2}K\u{1}\u{2}NOSEP\u{2}OK\u{1}v\u{2}\u{2}");
+        let m =
+            decode_properties("\u{2}ab\u{2}\u{1}xy\u{2}K\u{1}\u{2}NOSEP\u{2}OK\u{1}v\u{2}\u{2}");
         assert_eq!(pairs(&m), vec![("OK", "v")]);
         // The value is everything after the first U+0001.
-        assert_eq!(pairs(&decode_properties("K\u{1}a\u{1}b\u{2}")), vec![("K", "a\u{1}b")]);
+        assert_eq!(
+            pairs(&decode_properties("K\u{1}a\u{1}b\u{2}")),
+            vec![("K", "a\u{1}b")]
+        );
         // Later duplicates overwrite earlier ones.
-        assert_eq!(pairs(&decode_properties("K\u{1}1\u{2}J\u{1}x\u{2}K\u{1}2\u{2}")), vec![("K", "2"), ("J", "x")]);
+        assert_eq!(
+            pairs(&decode_properties("K\u{1}1\u{2}J\u{1}x\u{2}K\u{1}2\u{2}")),
+            vec![("K", "2"), ("J", "x")]
+        );
         assert!(decode_properties("").is_empty());
         // A separator in a later segment does not make a key of an earlier one.
-        assert_eq!(pairs(&decode_properties("abc\u{2}d\u{1}e\u{2}")), vec![("d", "e")]);
+        assert_eq!(
+            pairs(&decode_properties("abc\u{2}d\u{1}e\u{2}")),
+            vec![("d", "e")]
+        );
     }
 
     #[test]
@@ -228,18 +246,10 @@ mod tests {
             decode_properties_bytes(b"K\x01\xff\xfe\x02"),
             Err(ProtocolError::InvalidUtf8("message properties"))
         );
-        assert_eq!(pairs(&decode_properties_bytes(b"K\x01v\x02").unwrap()), vec![("K", "v")]);
-    }
-
-    /// Property names and values as clients may send them: any text but the separators.
-    pub(crate) fn prop_text() -> impl Strategy<Value = String> {
-        "[^\u{1}\u{2}]{1,12}"
-    }
-
-    /// A random properties map that survives an encode/decode round trip.
-    pub(crate) fn prop_map() -> impl Strategy<Value = StrMap> {
-        proptest::collection::vec((prop_text(), prop_text()), 0..8)
-            .prop_map(|v| v.into_iter().collect::<StrMap>())
+        assert_eq!(
+            pairs(&decode_properties_bytes(b"K\x01v\x02").unwrap()),
+            vec![("K", "v")]
+        );
     }
 
     proptest! {
@@ -248,6 +258,15 @@ mod tests {
             let s = encode_properties(&m);
             prop_assert_eq!(s.len(), properties_encoded_len(&m));
             prop_assert_eq!(decode_properties_bytes(s.as_bytes()).unwrap(), m);
+        }
+
+        #[test]
+        fn lenient_reader_keeps_only_well_formed_entries(s in "[\u{1}\u{2}ab]{0,24}") {
+            for (k, v) in decode_properties(&s).iter() {
+                prop_assert!(!k.is_empty() && !v.is_empty());
+                prop_assert!(!k.contains(NAME_VALUE_SEPARATOR) && !k.contains(PROPERTY_SEPARATOR));
+                prop_assert!(!v.contains(PROPERTY_SEPARATOR));
+            }
         }
 
         #[test]

@@ -64,7 +64,6 @@ impl<'a> Reader<'a> {
     pub(crate) fn i64(&mut self, what: &'static str) -> Result<i64> {
         Ok(i64::from_be_bytes(self.array(what)?))
     }
-
 }
 
 /// A declared length as `usize`, or `InvalidLength` naming `what` when negative.

@@ -96,7 +96,11 @@ impl MessageRecord {
     }
 
     fn encoded_len_with(&self, props_len: usize) -> usize {
-        let topic_len_bytes = if self.topic.len() <= TOPIC_V1_BYTES_MAX { 1 } else { 2 };
+        let topic_len_bytes = if self.topic.len() <= TOPIC_V1_BYTES_MAX {
+            1
+        } else {
+            2
+        };
         RECORD_BYTES_MIN - 1
             + host_extra(self.born_host)
             + host_extra(self.store_host)
@@ -228,7 +232,11 @@ impl MessageRecord {
         // body_crc is never negative, so the cast is lossless.
         let computed = body_crc(&record.body) as u32;
         if stored != computed {
-            return Err(ProtocolError::CrcMismatch { what: "message body", stored, computed });
+            return Err(ProtocolError::CrcMismatch {
+                what: "message body",
+                stored,
+                computed,
+            });
         }
         Ok((record, len))
     }
@@ -275,29 +283,42 @@ fn patch_i64(buf: &mut [u8], pos: usize, v: i64, what: &'static str) -> Result<(
     let magic: [u8; 4] = buf
         .get(MAGIC_POS..MAGIC_POS + 4)
         .and_then(|m| m.try_into().ok())
-        .ok_or(ProtocolError::Truncated { what, needed: pos + 8, available })?;
+        .ok_or(ProtocolError::Truncated {
+            what,
+            needed: pos + 8,
+            available,
+        })?;
     let magic = i32::from_be_bytes(magic);
     if magic != MAGIC_V1 && magic != MAGIC_V2 {
         return Err(ProtocolError::InvalidMagic(magic));
     }
-    let field = buf
-        .get_mut(pos..pos + 8)
-        .ok_or(ProtocolError::Truncated { what, needed: pos + 8, available })?;
+    let field = buf.get_mut(pos..pos + 8).ok_or(ProtocolError::Truncated {
+        what,
+        needed: pos + 8,
+        available,
+    })?;
     field.copy_from_slice(&v.to_be_bytes());
     Ok(())
 }
 
 /// Validates TOTALSIZE at the start of `buf`: at least the minimum, at most the buffer.
 fn check_total_size(buf: &[u8]) -> Result<usize> {
-    let head: [u8; 4] = buf
-        .get(..4)
-        .and_then(|h| h.try_into().ok())
-        .ok_or(ProtocolError::Truncated { what: "message record", needed: 4, available: buf.len() })?;
+    let head: [u8; 4] =
+        buf.get(..4)
+            .and_then(|h| h.try_into().ok())
+            .ok_or(ProtocolError::Truncated {
+                what: "message record",
+                needed: 4,
+                available: buf.len(),
+            })?;
     let declared = i32::from_be_bytes(head);
     let total = usize::try_from(declared)
         .ok()
         .filter(|&t| t >= RECORD_BYTES_MIN)
-        .ok_or(ProtocolError::InvalidLength { what: "message record TOTALSIZE", len: declared.into() })?;
+        .ok_or(ProtocolError::InvalidLength {
+            what: "message record TOTALSIZE",
+            len: declared.into(),
+        })?;
     if total > buf.len() {
         return Err(ProtocolError::Truncated {
             what: "message record",

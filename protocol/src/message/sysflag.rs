@@ -56,7 +56,10 @@ mod tests {
 
     #[test]
     fn helpers() {
-        assert_eq!(transaction_type(0x301 | TRANSACTION_COMMIT), TRANSACTION_COMMIT);
+        assert_eq!(
+            transaction_type(0x301 | TRANSACTION_COMMIT),
+            TRANSACTION_COMMIT
+        );
         assert_eq!(transaction_type(0x301), TRANSACTION_NOT_TYPE);
         assert_eq!(compression_type(0x301), COMPRESSION_ZLIB);
         assert_eq!(compression_type(COMPRESSED), COMPRESSION_LEGACY_ZLIB);
