@@ -23,7 +23,10 @@ fn write_conf(name: &str, text: &str) -> std::path::PathBuf {
 
 #[test]
 fn serves_a_raw_route_query_and_stops_on_sigterm() {
-    let conf = write_conf("serve", "listenPort=0\nbindAddress=127.0.0.1\nsomethingUnknown=1\n");
+    let conf = write_conf(
+        "serve",
+        "listenPort=0\nbindAddress=127.0.0.1\nsomethingUnknown=1\n",
+    );
     let mut child = Command::new(BIN)
         .arg("-c")
         .arg(&conf)
@@ -35,8 +38,14 @@ fn serves_a_raw_route_query_and_stops_on_sigterm() {
     let mut line = String::new();
     let addr = loop {
         line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "mqnamesrv exited before booting");
-        if let Some(rest) = line.trim().strip_prefix("The Name Server boot success. serializeType=JSON, address ") {
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "mqnamesrv exited before booting"
+        );
+        if let Some(rest) = line
+            .trim()
+            .strip_prefix("The Name Server boot success. serializeType=JSON, address ")
+        {
             break rest.to_string();
         }
     };
@@ -44,7 +53,10 @@ fn serves_a_raw_route_query_and_stops_on_sigterm() {
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     // Vector V1 of the spec, byte for byte: GET_ROUTEINFO_BY_TOPIC for TopicTest.
     let v1 = include_str!("../../protocol/tests/vectors/V1.hex").trim();
-    let bytes: Vec<u8> = (0..v1.len()).step_by(2).map(|i| u8::from_str_radix(&v1[i..i + 2], 16).unwrap()).collect();
+    let bytes: Vec<u8> = (0..v1.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&v1[i..i + 2], 16).unwrap())
+        .collect();
     s.write_all(&bytes).unwrap();
     let mut buf = Vec::new();
     let resp = loop {
@@ -60,19 +72,36 @@ fn serves_a_raw_route_query_and_stops_on_sigterm() {
     assert_eq!(resp.code, 17, "no broker registered: TOPIC_NOT_EXIST");
     assert!(resp.is_response());
 
-    let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
     assert!(status.success());
     let exit = child.wait().unwrap();
     assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}");
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-    assert!(err.contains("somethingUnknown"), "unknown key warned: {err}");
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        err.contains("somethingUnknown"),
+        "unknown key warned: {err}"
+    );
 }
 
 #[test]
 fn print_config_and_bad_values() {
     let conf = write_conf("print", "listenPort=19999\n");
-    let out = Command::new(BIN).arg("-c").arg(&conf).arg("-p").output().unwrap();
+    let out = Command::new(BIN)
+        .arg("-c")
+        .arg(&conf)
+        .arg("-p")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("listenPort=19999"), "{text}");
@@ -82,5 +111,8 @@ fn print_config_and_bad_values() {
     let out = Command::new(BIN).arg("-c").arg(&conf).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("listenPort") && err.contains("line 2"), "{err}");
+    assert!(
+        err.contains("listenPort") && err.contains("line 2"),
+        "{err}"
+    );
 }

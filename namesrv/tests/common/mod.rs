@@ -19,13 +19,20 @@ pub struct RawClient {
 
 impl RawClient {
     pub async fn connect(addr: std::net::SocketAddr) -> Self {
-        RawClient { stream: TcpStream::connect(addr).await.unwrap(), buf: BytesMut::new(), next_opaque: 1 }
+        RawClient {
+            stream: TcpStream::connect(addr).await.unwrap(),
+            buf: BytesMut::new(),
+            next_opaque: 1,
+        }
     }
 
     pub async fn send(&mut self, mut cmd: RemotingCommand) -> i32 {
         cmd.opaque = self.next_opaque;
         self.next_opaque += 1;
-        self.stream.write_all(&encode_frame(&cmd).unwrap()).await.unwrap();
+        self.stream
+            .write_all(&encode_frame(&cmd).unwrap())
+            .await
+            .unwrap();
         cmd.opaque
     }
 
@@ -36,9 +43,10 @@ impl RawClient {
                 self.buf.advance(consumed);
                 return Some(command);
             }
-            let read = tokio::time::timeout(Duration::from_secs(20), self.stream.read_buf(&mut self.buf))
-                .await
-                .expect("no answer within 20 s");
+            let read =
+                tokio::time::timeout(Duration::from_secs(20), self.stream.read_buf(&mut self.buf))
+                    .await
+                    .expect("no answer within 20 s");
             match read {
                 Ok(0) | Err(_) => return None,
                 Ok(_) => {}
@@ -72,11 +80,17 @@ pub fn register_cmd(
     };
     let mut body = RegisterBrokerBody::default();
     let w = &mut body.topic_config_serialize_wrapper;
-    w.data_version = DataVersion { counter: 1, state_version: term, timestamp: 1 };
+    w.data_version = DataVersion {
+        counter: 1,
+        state_version: term,
+        timestamp: 1,
+    };
     for (t, q) in topics {
-        w.topic_config_table.insert(t.to_string(), TopicConfig::new(*t, *q));
+        w.topic_config_table
+            .insert(t.to_string(), TopicConfig::new(*t, *q));
     }
-    RemotingCommand::request(RequestCode::RegisterBroker.code(), header.to_ext()).with_body(body.encode())
+    RemotingCommand::request(RequestCode::RegisterBroker.code(), header.to_ext())
+        .with_body(body.encode())
 }
 
 /// Polls `f` until it returns true or `deadline` passes.

@@ -1,0 +1,282 @@
+//! Group commit: one flusher thread writes the write-behind buffer with one `pwrite`, syncs,
+//! and completes the waiting appends in order.
+//!
+//! An append only copies its frames into the buffer (readable from there at once) and queues
+//! its completion. Each flusher round takes every queued completion, `pwrite`s everything
+//! buffered so far, and then:
+//! - [`FlushPolicy::Sync`]: `fdatasync`s and fires the completions (durable);
+//! - [`FlushPolicy::Async`]: fires the completions right after the write (in the kernel, so
+//!   a process crash keeps them) and `fdatasync`s at most `async_flush_interval` later.
+//!
+//! A failed write or sync is sticky: a failed `fsync` may have dropped dirty pages, so
+//! nothing is ever reported durable after it. The flusher is a plain OS thread, not a tokio
+//! task: `fdatasync` blocks for milliseconds and must not occupy a runtime worker.
+
+use std::io;
+use std::mem;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::index::Shared;
+use super::{FlushPolicy, LogStoreError};
+use crate::storage_dir::SegmentFile;
+
+/// Called once with the outcome of the I/O for one append.
+pub type Completion = Box<dyn FnOnce(io::Result<()>) + Send>;
+
+/// A file and its name (for error messages).
+type NamedFile = (Arc<dyn SegmentFile>, String);
+
+#[derive(Default)]
+struct FlushQueue {
+    /// Completions waiting for the next round, in append order.
+    waiters: Vec<Completion>,
+    /// Files written but not yet synced.
+    dirty: Vec<NamedFile>,
+    /// The flusher is waiting for work (so an append must wake it).
+    idle: bool,
+    /// Set when the store is dropped: write and sync what is pending, complete it, exit.
+    shutdown: bool,
+    /// Sticky failure: every later completion gets this error.
+    failed: Option<String>,
+}
+
+impl FlushQueue {
+    fn mark_dirty(&mut self, file: Arc<dyn SegmentFile>, name: String) {
+        if !self.dirty.iter().any(|(f, _)| Arc::ptr_eq(f, &file)) {
+            self.dirty.push((file, name));
+        }
+    }
+}
+
+struct FlushShared {
+    queue: Mutex<FlushQueue>,
+    wake: Condvar,
+}
+
+impl FlushShared {
+    fn lock(&self) -> MutexGuard<'_, FlushQueue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn fail(&self, reason: String) -> LogStoreError {
+        tracing::error!(%reason, "log store I/O failed; the log store stops accepting writes");
+        self.lock().failed.get_or_insert(reason.clone());
+        LogStoreError::Failed(reason)
+    }
+}
+
+/// Moves the write-behind buffer into the last segment file with one `pwrite`; returns the
+/// file written, if any. The caller holds `io` (so the last segment cannot change).
+pub(crate) fn write_out(
+    log: &Shared,
+    _io: &MutexGuard<'_, ()>,
+) -> Result<Option<NamedFile>, LogStoreError> {
+    let (bytes, file, name, rel) = {
+        let mut st = log.write();
+        if st.tail.is_empty() {
+            return Ok(None);
+        }
+        let Some(seg) = st.segments.back() else {
+            return Ok(None);
+        };
+        let (file, name, base) = (seg.file.clone(), seg.name.clone(), seg.base);
+        let pos = st.tail_start;
+        let bytes = st.tail.split().freeze();
+        st.tail_start += bytes.len() as u64;
+        st.in_write = Some((pos, bytes.clone()));
+        (bytes, file, name, pos - base)
+    };
+    let result = file.write_at(&bytes, rel);
+    if result.is_err() {
+        // Do not leave a partial frame behind (best effort; the store fails either way).
+        let _ = file.set_len(rel);
+    }
+    log.write().in_write = None;
+    result.map_err(LogStoreError::io("write", name.clone()))?;
+    Ok(Some((file, name)))
+}
+
+/// Handle on the flusher thread; dropping it writes and syncs what is pending and joins it.
+pub(crate) struct Flusher {
+    shared: Arc<FlushShared>,
+    log: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Flusher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flusher").finish_non_exhaustive()
+    }
+}
+
+impl Flusher {
+    /// Starts the flusher thread for the log's state.
+    pub fn start(
+        policy: FlushPolicy,
+        interval: Duration,
+        log: Arc<Shared>,
+    ) -> Result<Self, LogStoreError> {
+        let shared = Arc::new(FlushShared {
+            queue: Mutex::new(FlushQueue::default()),
+            wake: Condvar::new(),
+        });
+        let (thread_shared, thread_log) = (shared.clone(), log.clone());
+        let thread = std::thread::Builder::new()
+            .name("raftmq-log-flusher".into())
+            .spawn(move || run(&thread_shared, &thread_log, policy, interval))
+            .map_err(LogStoreError::io("spawn flusher thread", "-"))?;
+        Ok(Self {
+            shared,
+            log,
+            thread: Some(thread),
+        })
+    }
+
+    /// The sticky failure, if a write or sync failed earlier.
+    pub fn failure(&self) -> Option<LogStoreError> {
+        self.shared.lock().failed.clone().map(LogStoreError::Failed)
+    }
+
+    /// Marks the store failed and returns the error to report.
+    pub fn fail(&self, reason: String) -> LogStoreError {
+        let err = self.shared.fail(reason);
+        self.shared.wake.notify_one();
+        err
+    }
+
+    /// Queues the completion of an append whose frames are in the buffer.
+    pub fn enqueue(&self, done: Completion) {
+        let mut q = self.shared.lock();
+        if let Some(reason) = q.failed.clone() {
+            drop(q);
+            done(Err(io::Error::other(reason)));
+            return;
+        }
+        q.waiters.push(done);
+        if q.idle {
+            q.idle = false;
+            self.shared.wake.notify_one();
+        }
+    }
+
+    /// Writes the buffer out from the calling thread (the caller holds `io`); the flusher
+    /// syncs it later.
+    pub fn write_out_now(&self, io: &MutexGuard<'_, ()>) -> Result<(), LogStoreError> {
+        match write_out(&self.log, io) {
+            Ok(Some((file, name))) => {
+                self.shared.lock().mark_dirty(file, name);
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(self.fail(e.to_string())),
+        }
+    }
+
+    /// Writes out and syncs everything written so far, from the calling thread. Pending
+    /// completions still fire from the flusher.
+    pub fn sync_now(&self) -> Result<(), LogStoreError> {
+        if let Some(e) = self.failure() {
+            return Err(e);
+        }
+        let io = self.log.lock_io();
+        self.write_out_now(&io)?;
+        let dirty = mem::take(&mut self.shared.lock().dirty);
+        sync_files(&self.shared, &dirty)
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.shared.lock().shutdown = true;
+        self.shared.wake.notify_one();
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("log flusher thread panicked");
+            }
+        }
+    }
+}
+
+fn sync_files(shared: &FlushShared, files: &[NamedFile]) -> Result<(), LogStoreError> {
+    for (file, name) in files {
+        if let Err(e) = file.sync_data() {
+            return Err(shared.fail(format!("sync {name}: {e}")));
+        }
+    }
+    Ok(())
+}
+
+fn run(shared: &FlushShared, log: &Shared, policy: FlushPolicy, interval: Duration) {
+    let mut last_sync = Instant::now();
+    loop {
+        let (waiters, shutdown) = {
+            let mut q = shared.lock();
+            loop {
+                if !q.waiters.is_empty() || q.shutdown {
+                    break;
+                }
+                q.idle = true;
+                q = match policy {
+                    FlushPolicy::Sync => shared.wake.wait(q).unwrap_or_else(|e| e.into_inner()),
+                    FlushPolicy::Async => {
+                        let left = interval
+                            .saturating_sub(last_sync.elapsed())
+                            .max(Duration::from_millis(1));
+                        shared
+                            .wake
+                            .wait_timeout(q, left)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0
+                    }
+                };
+                q.idle = false;
+                if policy == FlushPolicy::Async
+                    && !q.dirty.is_empty()
+                    && last_sync.elapsed() >= interval
+                {
+                    break;
+                }
+            }
+            (mem::take(&mut q.waiters), q.shutdown)
+        };
+        let io = log.lock_io();
+        let mut outcome = match shared.lock().failed.clone() {
+            Some(reason) => Err(reason),
+            None => Ok(()),
+        };
+        if outcome.is_ok() {
+            match write_out(log, &io) {
+                Ok(Some((file, name))) => shared.lock().mark_dirty(file, name),
+                Ok(None) => {}
+                Err(e) => outcome = Err(shared.fail(e.to_string()).to_string()),
+            }
+        }
+        let mut waiters = Some(waiters);
+        if policy == FlushPolicy::Async {
+            // Written to the kernel: enough for the async policy.
+            fire(waiters.take(), &outcome);
+        }
+        if outcome.is_ok()
+            && (policy == FlushPolicy::Sync || shutdown || last_sync.elapsed() >= interval)
+        {
+            let dirty = mem::take(&mut shared.lock().dirty);
+            if let Err(e) = sync_files(shared, &dirty) {
+                outcome = Err(e.to_string());
+            }
+            last_sync = Instant::now();
+        }
+        drop(io);
+        fire(waiters, &outcome);
+        if shutdown && shared.lock().waiters.is_empty() {
+            return;
+        }
+    }
+}
+
+fn fire(waiters: Option<Vec<Completion>>, outcome: &Result<(), String>) {
+    for done in waiters.into_iter().flatten() {
+        done(outcome.clone().map_err(io::Error::other));
+    }
+}

@@ -1,0 +1,487 @@
+//! The in-memory index (log index -> global byte position and frame length) and the cheap,
+//! cloneable read handle built on it.
+//!
+//! Per segment the index keeps one `u32` per frame, the frame's end offset inside the segment
+//! (4 bytes per entry; positions and lengths are differences of neighbours). Frames of one
+//! segment have consecutive indexes. The whole state sits behind one `RwLock`; the writer
+//! holds it only to publish already-written frames, and readers only to find positions: the
+//! actual `pread`s happen outside the lock.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::ops::{Bound, RangeBounds};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use bytes::{Bytes, BytesMut};
+
+use super::frame::{self, HEADER_BYTES};
+use super::LogStoreError;
+use crate::storage_dir::SegmentFile;
+use crate::types::{Entry, LogId};
+
+/// One segment file as the index sees it.
+pub(crate) struct Segment {
+    /// Global position of the file's first byte (also its name).
+    pub base: u64,
+    /// Log index of frame 0; for an empty segment, the index its first frame will have.
+    pub first_index: u64,
+    /// End offset, relative to `base`, of each frame in the file.
+    pub ends: Vec<u32>,
+    /// The open file.
+    pub file: Arc<dyn SegmentFile>,
+    /// The file name, for error messages.
+    pub name: String,
+}
+
+impl fmt::Debug for Segment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Segment")
+            .field("name", &self.name)
+            .field("first_index", &self.first_index)
+            .field("frames", &self.ends.len())
+            .finish()
+    }
+}
+
+impl Segment {
+    /// Bytes of frames in the file.
+    pub fn data_len(&self) -> u64 {
+        self.ends.last().map_or(0, |&e| u64::from(e))
+    }
+
+    /// Global position just past the last frame.
+    pub fn end_position(&self) -> u64 {
+        self.base + self.data_len()
+    }
+
+    /// Index of the last frame, if any.
+    pub fn last_index(&self) -> Option<u64> {
+        (!self.ends.is_empty()).then(|| self.first_index + self.ends.len() as u64 - 1)
+    }
+
+    /// Relative start and end offsets of frame `k`.
+    pub fn frame_range(&self, k: usize) -> (u64, u64) {
+        let start = if k == 0 {
+            0
+        } else {
+            u64::from(self.ends[k - 1])
+        };
+        (start, u64::from(self.ends[k]))
+    }
+}
+
+/// Everything readers need to find an entry.
+#[derive(Debug)]
+pub(crate) struct LogState {
+    /// Segments in position order; never empty once open. The last one takes appends.
+    pub segments: VecDeque<Segment>,
+    /// Log id of the last purged entry.
+    pub purged: Option<LogId>,
+    /// Log id of the last entry still present (`None` if every entry is purged or none exist).
+    pub last: Option<LogId>,
+    /// The last committed log id openraft reported (may lag; never ahead of a majority).
+    pub committed: Option<LogId>,
+    /// Write-behind buffer: frames of the last segment not yet handed to the kernel. Readers
+    /// copy from it; the flusher moves it to `in_write` and `pwrite`s it in one call.
+    pub tail: BytesMut,
+    /// Global position of `tail[0]` (so `tail_start + tail.len()` is the end position).
+    pub tail_start: u64,
+    /// Frames the flusher is writing right now, readable from here until the write returns.
+    pub in_write: Option<(u64, Bytes)>,
+}
+
+/// Where the bytes of a range live: in a file, or still in memory.
+pub(crate) enum Piece {
+    /// `n` bytes at offset `rel` of a segment file.
+    File {
+        file: Arc<dyn SegmentFile>,
+        name: String,
+        rel: u64,
+        n: usize,
+    },
+    /// Bytes not yet (fully) written to the file.
+    Mem(Bytes),
+}
+
+impl LogState {
+    /// State of a just-opened store: everything on disk, nothing buffered.
+    pub fn new(segments: VecDeque<Segment>, purged: Option<LogId>, last: Option<LogId>) -> Self {
+        let tail_start = segments.back().map_or(0, Segment::end_position);
+        Self {
+            segments,
+            purged,
+            last,
+            committed: None,
+            tail: BytesMut::new(),
+            tail_start,
+            in_write: None,
+        }
+    }
+
+    /// Index of the first entry still present.
+    pub fn first_index(&self) -> Option<u64> {
+        self.last?;
+        match &self.purged {
+            Some(p) => Some(p.index + 1),
+            None => self.segments.front().map(|s| s.first_index),
+        }
+    }
+
+    /// The index the next append must have, if the log constrains it.
+    pub fn next_index(&self) -> Option<u64> {
+        self.last
+            .as_ref()
+            .or(self.purged.as_ref())
+            .map(|l| l.index + 1)
+    }
+
+    /// Segment number and frame number of a present entry.
+    pub fn locate(&self, index: u64) -> Option<(usize, usize)> {
+        let first = self.first_index()?;
+        let last = self.last.as_ref()?.index;
+        if index < first || index > last {
+            return None;
+        }
+        let i = self
+            .segments
+            .partition_point(|s| s.first_index + s.ends.len() as u64 <= index);
+        let seg = self.segments.get(i)?;
+        (seg.first_index <= index).then(|| (i, (index - seg.first_index) as usize))
+    }
+
+    /// Global position and frame length of a present entry.
+    pub fn entry_position(&self, index: u64) -> Option<(u64, u32)> {
+        let (i, k) = self.locate(index)?;
+        let seg = &self.segments[i];
+        let (start, end) = seg.frame_range(k);
+        Some((seg.base + start, (end - start) as u32))
+    }
+
+    /// Global position just past the last frame.
+    pub fn end_position(&self) -> u64 {
+        self.segments.back().map_or(0, Segment::end_position)
+    }
+
+    /// The pieces holding `[pos, pos + len)`; the range must lie inside the segments.
+    pub fn pieces(&self, pos: u64, len: u64) -> Vec<Piece> {
+        let mut out = Vec::new();
+        let stop = pos + len;
+        let mut at = pos;
+        let last = self.segments.len().saturating_sub(1);
+        let mut i = self
+            .segments
+            .partition_point(|s| s.base <= pos)
+            .saturating_sub(1);
+        while at < stop && i <= last {
+            let seg = &self.segments[i];
+            let seg_stop = stop.min(seg.end_position());
+            // Of the last segment only bytes before the in-memory part are in the file.
+            let disk_end = if i == last {
+                self.in_write.as_ref().map_or(self.tail_start, |(p, _)| *p)
+            } else {
+                seg_stop
+            };
+            let file_stop = seg_stop.min(disk_end);
+            if at < file_stop {
+                let n = (file_stop - at) as usize;
+                out.push(Piece::File {
+                    file: seg.file.clone(),
+                    name: seg.name.clone(),
+                    rel: at - seg.base,
+                    n,
+                });
+                at = file_stop;
+            }
+            if i == last {
+                if let Some((p, bytes)) = &self.in_write {
+                    let w_stop = seg_stop.min(p + bytes.len() as u64);
+                    if at < w_stop {
+                        out.push(Piece::Mem(
+                            bytes.slice((at - p) as usize..(w_stop - p) as usize),
+                        ));
+                        at = w_stop;
+                    }
+                }
+                if at < seg_stop {
+                    let from = (at - self.tail_start) as usize;
+                    let to = (seg_stop - self.tail_start) as usize;
+                    out.push(Piece::Mem(Bytes::copy_from_slice(&self.tail[from..to])));
+                    at = seg_stop;
+                }
+            }
+            i += 1;
+        }
+        debug_assert_eq!(
+            at, stop,
+            "range [{pos}, {stop}) is not covered by the segments"
+        );
+        out
+    }
+
+    /// Global position of the first present entry (the end if none).
+    pub fn start_position(&self) -> u64 {
+        match self.first_index().and_then(|i| self.entry_position(i)) {
+            Some((pos, _)) => pos,
+            None => self.end_position(),
+        }
+    }
+}
+
+/// Reads `pieces` into one buffer (zero-copy when a single in-memory piece covers it).
+pub(crate) fn read_pieces(pieces: Vec<Piece>, len: u64) -> Result<Bytes, LogStoreError> {
+    if let [Piece::Mem(bytes)] = pieces.as_slice() {
+        return Ok(bytes.clone());
+    }
+    let mut out = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX)];
+    let mut filled = 0;
+    for piece in pieces {
+        match piece {
+            Piece::File { file, name, rel, n } => {
+                file.read_at(&mut out[filled..filled + n], rel)
+                    .map_err(LogStoreError::io("read", name))?;
+                filled += n;
+            }
+            Piece::Mem(bytes) => {
+                out[filled..filled + bytes.len()].copy_from_slice(&bytes);
+                filled += bytes.len();
+            }
+        }
+    }
+    Ok(Bytes::from(out))
+}
+
+/// The state shared by the store, its flusher and every read handle.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    state: RwLock<LogState>,
+    /// Serialises file writes and syncs of the last segment (flusher vs. roll, truncate,
+    /// explicit sync). Lock order: `io` before `state`.
+    io: Mutex<()>,
+}
+
+impl Shared {
+    pub fn new(state: LogState) -> Arc<Self> {
+        Arc::new(Self {
+            state: RwLock::new(state),
+            io: Mutex::new(()),
+        })
+    }
+
+    /// Exclusive access to the files' write side.
+    pub fn lock_io(&self) -> MutexGuard<'_, ()> {
+        self.io.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Read access; a poisoned lock is still usable because every update is a few
+    /// non-panicking assignments.
+    pub fn read(&self) -> RwLockReadGuard<'_, LogState> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn write(&self) -> RwLockWriteGuard<'_, LogState> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One contiguous run of frames of one segment, and where its bytes are.
+struct ReadPlan {
+    pieces: Vec<Piece>,
+    name: String,
+    rel_start: u64,
+    len: u64,
+    first_index: u64,
+    count: usize,
+}
+
+/// A cheap, cloneable handle for reading the log by index or by byte position, safe to use
+/// while the store appends (the broker and openraft's replication tasks hold one each).
+#[derive(Debug, Clone)]
+pub struct LogReadHandle {
+    shared: Arc<Shared>,
+}
+
+impl LogReadHandle {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    /// Global byte position and frame length of the entry at `index`, if present.
+    pub fn entry_position(&self, index: u64) -> Option<(u64, u32)> {
+        self.shared.read().entry_position(index)
+    }
+
+    /// Index of the first present entry.
+    pub fn first_index(&self) -> Option<u64> {
+        self.shared.read().first_index()
+    }
+
+    /// Index of the last present entry.
+    pub fn last_index(&self) -> Option<u64> {
+        self.shared.read().last.map(|l| l.index)
+    }
+
+    /// The last committed log id reported by openraft (`save_committed`); it may lag the
+    /// real commit point but never leads it, so reads below it see only committed entries.
+    pub fn committed(&self) -> Option<LogId> {
+        self.shared.read().committed
+    }
+
+    /// Index of [`Self::committed`].
+    pub fn committed_index(&self) -> Option<u64> {
+        self.committed().map(|l| l.index)
+    }
+
+    /// Global byte position just past the last entry (where the next one will go, unless it
+    /// starts a new segment).
+    pub fn end_position(&self) -> u64 {
+        self.shared.read().end_position()
+    }
+
+    /// Global byte position of the first present entry.
+    pub fn start_position(&self) -> u64 {
+        self.shared.read().start_position()
+    }
+
+    /// The `len` raw bytes at global position `pos`. Not CRC-checked (the caller reads part of
+    /// an entry; RocketMQ message records carry their own body CRC): use
+    /// [`Self::read_payload`] for a checked read. Errors if any byte is purged or beyond the end.
+    pub fn read_at(&self, pos: u64, len: u64) -> Result<Bytes, LogStoreError> {
+        let pieces = {
+            let st = self.shared.read();
+            let (start, end) = (st.start_position(), st.end_position());
+            if pos < start || pos.checked_add(len).is_none_or(|e| e > end) {
+                return Err(LogStoreError::OutOfRange {
+                    pos,
+                    len,
+                    start,
+                    end,
+                });
+            }
+            st.pieces(pos, len)
+        };
+        read_pieces(pieces, len)
+    }
+
+    /// The body of the entry at `index` (the raw command bytes of a normal entry), with the
+    /// frame's CRC checked; `None` if the entry is not present.
+    pub fn read_payload(&self, index: u64) -> Result<Option<Bytes>, LogStoreError> {
+        let Some((pos, len)) = self.entry_position(index) else {
+            return Ok(None);
+        };
+        let frame = self.read_at(pos, u64::from(len))?;
+        match frame::check_frame(&frame) {
+            Ok(Some(h)) if h.index == index => {
+                Ok(Some(frame.slice(HEADER_BYTES..h.frame_len as usize)))
+            }
+            Ok(_) => {
+                Err(self.corrupt_at(pos, format!("frame at this position is not entry {index}")))
+            }
+            Err(e) => Err(self.corrupt_at(pos, e.to_string())),
+        }
+    }
+
+    fn corrupt_at(&self, pos: u64, reason: String) -> LogStoreError {
+        let st = self.shared.read();
+        let i = st
+            .segments
+            .partition_point(|s| s.base <= pos)
+            .saturating_sub(1);
+        let (file, offset) = st
+            .segments
+            .get(i)
+            .map_or((String::from("?"), pos), |s| (s.name.clone(), pos - s.base));
+        LogStoreError::Corrupt {
+            file,
+            offset,
+            reason,
+        }
+    }
+
+    /// The present entries with indexes in `range`, CRC-checked and decoded; entries outside
+    /// the present range are skipped.
+    pub fn read_entries<RB: RangeBounds<u64>>(
+        &self,
+        range: RB,
+    ) -> Result<Vec<Entry>, LogStoreError> {
+        let plans = {
+            let st = self.shared.read();
+            let (Some(first), Some(last)) = (st.first_index(), st.last.map(|l| l.index)) else {
+                return Ok(Vec::new());
+            };
+            let lo = match range.start_bound() {
+                Bound::Included(&s) => s.max(first),
+                Bound::Excluded(&s) => s.saturating_add(1).max(first),
+                Bound::Unbounded => first,
+            };
+            let hi = match range.end_bound() {
+                Bound::Included(&e) => e.min(last),
+                Bound::Excluded(&0) => return Ok(Vec::new()),
+                Bound::Excluded(&e) => (e - 1).min(last),
+                Bound::Unbounded => last,
+            };
+            if lo > hi {
+                return Ok(Vec::new());
+            }
+            let mut plans = Vec::new();
+            let mut index = lo;
+            while index <= hi {
+                let Some((i, k)) = st.locate(index) else {
+                    break;
+                };
+                let seg = &st.segments[i];
+                let k_last = ((hi - seg.first_index) as usize).min(seg.ends.len() - 1);
+                let (rel_start, rel_end) = (seg.frame_range(k).0, seg.frame_range(k_last).1);
+                plans.push(ReadPlan {
+                    pieces: st.pieces(seg.base + rel_start, rel_end - rel_start),
+                    name: seg.name.clone(),
+                    rel_start,
+                    len: rel_end - rel_start,
+                    first_index: index,
+                    count: k_last - k + 1,
+                });
+                index = seg.first_index + k_last as u64 + 1;
+            }
+            plans
+        };
+        let mut entries = Vec::with_capacity(plans.iter().map(|p| p.count).sum());
+        for plan in plans {
+            read_plan(plan, &mut entries)?;
+        }
+        Ok(entries)
+    }
+}
+
+fn read_plan(mut plan: ReadPlan, out: &mut Vec<Entry>) -> Result<(), LogStoreError> {
+    let buf = read_pieces(std::mem::take(&mut plan.pieces), plan.len)?;
+    let mut off = 0usize;
+    for n in 0..plan.count {
+        let expected = plan.first_index + n as u64;
+        let corrupt = |reason: String| LogStoreError::Corrupt {
+            file: plan.name.clone(),
+            offset: plan.rel_start + off as u64,
+            reason,
+        };
+        match frame::decode_entry(&buf.slice(off..)) {
+            Ok(Some((entry, len))) if entry.log_id.index == expected => {
+                out.push(entry);
+                off += len as usize;
+            }
+            Ok(Some((entry, _))) => {
+                return Err(corrupt(format!(
+                    "expected entry {expected}, found {}",
+                    entry.log_id.index
+                )))
+            }
+            Ok(None) => return Err(corrupt(format!("entry {expected} is cut short"))),
+            Err(e) => return Err(corrupt(format!("entry {expected}: {e}"))),
+        }
+    }
+    if off != buf.len() {
+        return Err(LogStoreError::Corrupt {
+            file: plan.name.clone(),
+            offset: plan.rel_start + off as u64,
+            reason: "frames do not match the index".into(),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,303 @@
+//! In-process 3-node groups over real TCP on 127.0.0.1:0: election, replication,
+//! failover, catch-up, partitions. Conditions are awaited with deadlines, never slept on.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use raftmq_raft::network::NetworkFilter;
+use raftmq_raft::node::{NodeConfig, ProposeError, RaftNode};
+use raftmq_raft::state_machine::testing::MemStateMachine;
+use raftmq_raft::status::Role;
+use raftmq_raft::NodeId;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    peers: BTreeMap<NodeId, String>,
+    nodes: BTreeMap<NodeId, RaftNode<MemStateMachine>>,
+    filter: NetworkFilter,
+}
+
+fn config(id: NodeId, peers: &BTreeMap<NodeId, String>, dir: PathBuf) -> NodeConfig {
+    let mut c = NodeConfig::new(id, peers.clone(), dir);
+    c.segment_bytes = 64 * 1024;
+    c.propose_timeout = Duration::from_secs(5);
+    c
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let mut listeners = Vec::new();
+        let mut peers = BTreeMap::new();
+        for id in 0..3u64 {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            peers.insert(id, l.local_addr().unwrap().to_string());
+            listeners.push(l);
+        }
+        let filter = NetworkFilter::default();
+        let mut nodes = BTreeMap::new();
+        for (id, l) in listeners.into_iter().enumerate() {
+            let id = id as u64;
+            let c = config(id, &peers, dir.path().join(format!("n{id}")));
+            let node = RaftNode::start(c, MemStateMachine::default(), l, filter.clone())
+                .await
+                .unwrap();
+            nodes.insert(id, node);
+        }
+        Cluster {
+            dir,
+            peers,
+            nodes,
+            filter,
+        }
+    }
+
+    async fn restart(&mut self, id: NodeId) {
+        let l = bind_retry(&self.peers[&id]).await;
+        let c = config(id, &self.peers, self.dir.path().join(format!("n{id}")));
+        let node = RaftNode::start(c, MemStateMachine::default(), l, self.filter.clone())
+            .await
+            .unwrap();
+        self.nodes.insert(id, node);
+    }
+
+    async fn stop(&mut self, id: NodeId) {
+        if let Some(n) = self.nodes.remove(&id) {
+            n.shutdown().await;
+        }
+    }
+
+    /// Waits until the given nodes agree on one leader among them; returns it.
+    async fn leader_among(&self, ids: &[NodeId]) -> NodeId {
+        let start = Instant::now();
+        loop {
+            let statuses: Vec<_> = ids
+                .iter()
+                .map(|id| *self.nodes[id].status().borrow())
+                .collect();
+            let leaders: Vec<_> = statuses.iter().filter(|s| s.role == Role::Leader).collect();
+            if let [l] = leaders.as_slice() {
+                if statuses
+                    .iter()
+                    .all(|s| s.leader == Some(l.id) && s.term == l.term)
+                    && l.is_caught_up_leader()
+                {
+                    return l.id;
+                }
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "no agreed leader among {ids:?}: {statuses:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn leader(&self) -> NodeId {
+        let ids: Vec<_> = self.nodes.keys().copied().collect();
+        self.leader_among(&ids).await
+    }
+
+    fn applied(&self, id: NodeId) -> Vec<(u64, Bytes, Option<u64>)> {
+        self.nodes[&id]
+            .state_machine()
+            .with(|sm| sm.applied.clone())
+    }
+
+    /// Waits until every running node has applied exactly `n` commands, identically.
+    async fn converged(&self, n: usize) -> Vec<(u64, Bytes, Option<u64>)> {
+        let start = Instant::now();
+        loop {
+            let all: Vec<_> = self.nodes.keys().map(|id| self.applied(*id)).collect();
+            if all.iter().all(|a| a.len() == n) {
+                for a in &all[1..] {
+                    assert_eq!(a, &all[0], "replicas diverge");
+                }
+                return all[0].clone();
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "not converged to {n}: {:?}",
+                all.iter().map(Vec::len).collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn shutdown(mut self) {
+        for (_, n) in std::mem::take(&mut self.nodes) {
+            n.shutdown().await;
+        }
+    }
+}
+
+async fn bind_retry(addr: &str) -> tokio::net::TcpListener {
+    let start = Instant::now();
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => return l,
+            Err(e) => assert!(start.elapsed() < DEADLINE, "rebind {addr}: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn cmd(i: usize) -> Bytes {
+    Bytes::from(format!("command-{i:05}"))
+}
+
+async fn propose_n(c: &Cluster, leader: NodeId, range: std::ops::Range<usize>) {
+    for i in range {
+        c.nodes[&leader].propose(cmd(i)).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elects_one_leader_and_replicates_identically() {
+    let c = Cluster::start().await;
+    let leader = c.leader().await;
+    // Concurrent proposals: every reply is the entry's log index, all distinct.
+    let mut handles = Vec::new();
+    for i in 0..200 {
+        let fut = c.nodes[&leader].propose(cmd(i));
+        handles.push(fut);
+    }
+    let replies = futures::future::join_all(handles).await;
+    let mut idx: Vec<u64> = replies
+        .into_iter()
+        .map(|r| u64::from_be_bytes(r.unwrap()[..].try_into().unwrap()))
+        .collect();
+    idx.sort_unstable();
+    idx.dedup();
+    assert_eq!(idx.len(), 200);
+    let applied = c.converged(200).await;
+    // Payload positions are known, strictly increasing, and identical on every replica.
+    let pos: Vec<u64> = applied.iter().map(|a| a.2.unwrap()).collect();
+    assert!(pos.windows(2).all(|w| w[0] < w[1]));
+    // A follower refuses writes and names the leader.
+    let follower = *c.nodes.keys().find(|id| **id != leader).unwrap();
+    match c.nodes[&follower].propose(cmd(999)).await {
+        Err(ProposeError::NotLeader {
+            leader_hint: Some((id, addr)),
+        }) => {
+            assert_eq!(id, leader);
+            assert_eq!(addr, c.peers[&leader]);
+        }
+        other => panic!("follower accepted a write: {other:?}"),
+    }
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_leader_is_replaced_and_nothing_committed_is_lost() {
+    let mut c = Cluster::start().await;
+    let old = c.leader().await;
+    propose_n(&c, old, 0..50).await;
+    c.converged(50).await;
+    let killed_at = Instant::now();
+    c.stop(old).await;
+    let rest: Vec<_> = c.nodes.keys().copied().collect();
+    let new = c.leader_among(&rest).await;
+    assert_ne!(new, old);
+    eprintln!("failover: new leader {new} after {:?}", killed_at.elapsed());
+    propose_n(&c, new, 50..80).await;
+    let applied = c.converged(80).await;
+    assert_eq!(
+        applied.iter().map(|a| a.1.clone()).collect::<Vec<_>>(),
+        (0..80).map(cmd).collect::<Vec<_>>()
+    );
+    // The old leader comes back as a follower and catches up.
+    c.restart(old).await;
+    c.converged(80).await;
+    assert_eq!(c.leader().await, new);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_follower_catches_up() {
+    let mut c = Cluster::start().await;
+    let leader = c.leader().await;
+    let follower = *c.nodes.keys().find(|id| **id != leader).unwrap();
+    propose_n(&c, leader, 0..20).await;
+    c.converged(20).await;
+    c.stop(follower).await;
+    propose_n(&c, leader, 20..60).await;
+    c.restart(follower).await;
+    c.converged(60).await;
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_follower_heals_and_converges() {
+    let c = Cluster::start().await;
+    let leader = c.leader().await;
+    let follower = *c.nodes.keys().find(|id| **id != leader).unwrap();
+    c.filter.isolate(follower);
+    propose_n(&c, leader, 0..30).await;
+    // The isolated follower has nothing new (it may stand for election, but cannot win).
+    assert!(c.applied(follower).is_empty());
+    c.filter.heal();
+    c.converged(30).await;
+    c.leader().await;
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deposed_leaders_uncommitted_tail_is_truncated() {
+    let c = Cluster::start().await;
+    let old = c.leader().await;
+    propose_n(&c, old, 0..10).await;
+    c.converged(10).await;
+    c.filter.isolate(old);
+    // Writes to the isolated leader cannot commit: their outcome is unknown.
+    let lost: Vec<_> = (100..105)
+        .map(|i| {
+            let raft = c.nodes[&old].raft().clone();
+            tokio::spawn(
+                async move { tokio::time::timeout(DEADLINE, raft.client_write(cmd(i))).await },
+            )
+        })
+        .collect();
+    let others: Vec<_> = c.nodes.keys().copied().filter(|id| *id != old).collect();
+    let new = c.leader_among(&others).await;
+    propose_n(&c, new, 10..20).await;
+    c.filter.heal();
+    for r in futures::future::join_all(lost).await {
+        let r = r.unwrap();
+        assert!(
+            !matches!(r, Ok(Ok(_))),
+            "an isolated leader must not acknowledge: {r:?}"
+        );
+    }
+    let applied = c.converged(20).await;
+    let payloads: Vec<_> = applied.iter().map(|a| a.1.clone()).collect();
+    assert_eq!(
+        payloads,
+        (0..20).map(cmd).collect::<Vec<_>>(),
+        "the deposed tail never applies"
+    );
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_transfer_moves_the_leader() {
+    let c = Cluster::start().await;
+    let old = c.leader().await;
+    let target = *c.nodes.keys().find(|id| **id != old).unwrap();
+    propose_n(&c, old, 0..10).await;
+    let started = Instant::now();
+    c.nodes[&old]
+        .transfer_leadership(target, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(c.leader().await, target);
+    eprintln!("transfer took {:?}", started.elapsed());
+    propose_n(&c, target, 10..20).await;
+    c.converged(20).await;
+    c.shutdown().await;
+}
