@@ -17,6 +17,7 @@
 //! ```
 //! This crate knows nothing about topics or queues.
 
+pub mod batch;
 pub mod log_store;
 pub mod meta;
 pub mod network;

@@ -1,7 +1,8 @@
-//! The log store's small metadata: vote, committed log id, last purged log id.
+//! The log store's small metadata: vote, committed log id, last purged log id, rebase point.
 //!
 //! On disk this is sled under `<dir>/meta`. The vote and the purge point are flushed before
-//! the call returns (losing either breaks Raft safety or leaves a hole). The committed log id
+//! the call returns (losing either breaks Raft safety or leaves a hole), and so is the rebase
+//! point (where the entry after an installed snapshot begins; see [`RebasePoint`]). The committed log id
 //! is written but *not* flushed on every call: openraft calls `save_committed` inline on every
 //! commit, and a stale value is safe (it is only a lower bound for re-applying on restart; the
 //! leader re-sends the commit index), so it rides on sled's own background flush instead of
@@ -15,14 +16,15 @@ use openraft::Vote;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::log_store::LogStoreError;
+use crate::log_store::{LogStoreError, RebasePoint};
 use crate::types::{LogId, NodeId};
 
 const KEY_VOTE: &str = "vote";
 const KEY_COMMITTED: &str = "committed";
 const KEY_PURGED: &str = "purged";
+const KEY_REBASE: &str = "rebase";
 
-/// Vote, committed and purged log ids, persisted in sled (or in memory, for tests).
+/// Vote, committed and purged log ids and the rebase point, persisted in sled (or in memory, for tests).
 #[derive(Debug, Clone)]
 pub struct Meta {
     backend: Backend,
@@ -41,6 +43,7 @@ struct MemoryMeta {
     vote: Option<Vec<u8>>,
     committed: Option<Vec<u8>>,
     purged: Option<Vec<u8>>,
+    rebase: Option<Vec<u8>>,
 }
 
 impl MemoryMeta {
@@ -48,6 +51,7 @@ impl MemoryMeta {
         match key {
             KEY_VOTE => &mut self.vote,
             KEY_COMMITTED => &mut self.committed,
+            KEY_REBASE => &mut self.rebase,
             _ => &mut self.purged,
         }
     }
@@ -141,6 +145,16 @@ impl Meta {
         self.put(KEY_PURGED, purged, true)
     }
 
+    /// The last saved rebase point.
+    pub fn read_rebase(&self) -> Result<Option<RebasePoint>, LogStoreError> {
+        self.get(KEY_REBASE)
+    }
+
+    /// Saves the rebase point durably (flushed before returning).
+    pub fn save_rebase(&self, point: &RebasePoint) -> Result<(), LogStoreError> {
+        self.put(KEY_REBASE, point, true)
+    }
+
     /// Flushes everything written so far (the committed log id included).
     pub fn flush(&self) -> Result<(), LogStoreError> {
         if let Backend::Sled(db) = &self.backend {
@@ -162,11 +176,18 @@ mod tests {
         assert_eq!(meta.read_vote().unwrap(), None);
         assert_eq!(meta.read_committed().unwrap(), None);
         assert_eq!(meta.read_purged().unwrap(), None);
+        assert_eq!(meta.read_rebase().unwrap(), None);
         let vote = Vote::new(3, 1);
         meta.save_vote(&vote).unwrap();
         let id = LogId::new(LeaderId::new(2, 1), 9);
         meta.save_committed(Some(id)).unwrap();
         meta.save_purged(&id).unwrap();
+        let point = RebasePoint {
+            first_index: 10,
+            position: 4096,
+        };
+        meta.save_rebase(&point).unwrap();
+        assert_eq!(meta.read_rebase().unwrap(), Some(point));
         assert_eq!(meta.read_vote().unwrap(), Some(vote));
         assert_eq!(meta.read_committed().unwrap(), Some(id));
         assert_eq!(meta.read_purged().unwrap(), Some(id));
@@ -189,5 +210,6 @@ mod tests {
         let meta = Meta::open(&path).unwrap();
         assert_eq!(meta.read_vote().unwrap(), Some(Vote::new(3, 1)));
         assert_eq!(meta.read_purged().unwrap().map(|l| l.index), Some(9));
+        assert_eq!(meta.read_rebase().unwrap().map(|r| r.position), Some(4096));
     }
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::error::{InitializeError, RaftError};
 use openraft::{BasicNode, Config};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -24,11 +24,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::batch::Proposer;
 use crate::log_store::{FlushPolicy, LogReadHandle, LogStoreConfig, SegmentedLogStore};
 use crate::network::{self, CustomRpcHandler, NetworkFactory, NetworkFilter};
 use crate::state_machine::{SmAdapter, SmHandle, StateMachine};
 use crate::status::{NodeStatus, Role};
-use crate::types::{NodeId, Raft};
+use crate::types::{LogId, NodeId, Raft};
 
 /// Everything needed to start one node of a group.
 #[derive(Debug, Clone)]
@@ -53,6 +54,10 @@ pub struct NodeConfig {
     pub propose_timeout: Duration,
     /// Entries a follower may lag before the leader sends a snapshot instead of the log.
     pub replication_lag_threshold: u64,
+    /// Build a snapshot automatically once this many entries were applied since the last one;
+    /// `None` (the default): never automatically, only through
+    /// [`RaftNode::snapshot_and_purge`].
+    pub snapshot_logs_since_last: Option<u64>,
 }
 
 impl NodeConfig {
@@ -70,6 +75,7 @@ impl NodeConfig {
             election_max: Duration::from_millis(700),
             propose_timeout: Duration::from_secs(10),
             replication_lag_threshold: 1_000_000,
+            snapshot_logs_since_last: None,
         }
     }
 
@@ -81,7 +87,10 @@ impl NodeConfig {
             election_timeout_max: self.election_max.as_millis() as u64,
             replication_lag_threshold: self.replication_lag_threshold,
             max_payload_entries: 4096,
-            snapshot_policy: openraft::SnapshotPolicy::Never,
+            snapshot_policy: match self.snapshot_logs_since_last {
+                Some(n) => openraft::SnapshotPolicy::LogsSinceLast(n),
+                None => openraft::SnapshotPolicy::Never,
+            },
             ..Default::default()
         };
         c.validate().map_err(|e| NodeError::Config(e.to_string()))
@@ -97,9 +106,12 @@ pub enum NodeError {
     /// The log store failed to open (lock held, corruption, I/O).
     #[error("log store: {0}")]
     Store(String),
-    /// openraft refused to start.
+    /// openraft refused to start, or has stopped.
     #[error("raft: {0}")]
     Raft(String),
+    /// An operation did not finish in time.
+    #[error("timed out: {0}")]
+    Timeout(String),
 }
 
 /// Why a proposal did not produce a reply.
@@ -156,10 +168,12 @@ pub struct RaftNode<S: StateMachine> {
     status: watch::Receiver<NodeStatus>,
     transferring: Arc<AtomicBool>,
     net: NetworkFactory,
+    proposer: Proposer,
+    status_tx: Arc<watch::Sender<NodeStatus>>,
     propose_timeout: Duration,
     election_max: Duration,
-    tasks: Vec<JoinHandle<()>>,
-    stop_server: Option<tokio::sync::oneshot::Sender<()>>,
+    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    stop_server: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
 }
 
 impl<S: StateMachine> std::fmt::Debug for RaftNode<S> {
@@ -194,7 +208,8 @@ impl<S: StateMachine> RaftNode<S> {
         })
         .map_err(|e| NodeError::Store(e.to_string()))?;
         let log = store.read_handle();
-        let adapter = SmAdapter::new(sm, Arc::new(log.clone()));
+        let adapter =
+            SmAdapter::new(sm, Arc::new(log.clone())).with_rebase_hint(store.rebase_hint());
         let sm_handle = adapter.handle();
         let net = NetworkFactory::new(config.id, filter);
         let raft = Raft::new(config.id, raft_config, net.clone(), store, adapter)
@@ -224,8 +239,10 @@ impl<S: StateMachine> RaftNode<S> {
         }
 
         let (status_tx, status_rx) = watch::channel(status_of(&raft.metrics().borrow(), &log));
-        let status_task = tokio::spawn(watch_status(raft.clone(), log.clone(), status_tx));
+        let status_tx = Arc::new(status_tx);
+        let status_task = tokio::spawn(watch_status(raft.clone(), log.clone(), status_tx.clone()));
 
+        let proposer = Proposer::start(raft.clone(), config.peers.clone(), config.propose_timeout);
         Ok(RaftNode {
             id: config.id,
             peers: config.peers,
@@ -235,10 +252,12 @@ impl<S: StateMachine> RaftNode<S> {
             status: status_rx,
             transferring: Arc::new(AtomicBool::new(false)),
             net,
+            proposer,
+            status_tx,
             propose_timeout: config.propose_timeout,
             election_max: config.election_max,
-            tasks: vec![server, status_task],
-            stop_server: Some(stop_tx),
+            tasks: std::sync::Mutex::new(vec![server, status_task]),
+            stop_server: std::sync::Mutex::new(Some(stop_tx)),
         })
     }
 
@@ -277,20 +296,7 @@ impl<S: StateMachine> RaftNode<S> {
         if self.transferring.load(Ordering::Acquire) {
             return Err(ProposeError::NotLeader { leader_hint: None });
         }
-        match tokio::time::timeout(self.propose_timeout, self.raft.client_write(command)).await {
-            Ok(Ok(resp)) => Ok(resp.data),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                Err(ProposeError::NotLeader {
-                    leader_hint: self.leader_hint(f.leader_id),
-                })
-            }
-            Ok(Err(RaftError::APIError(e))) => Err(ProposeError::Unknown(e.to_string())),
-            Ok(Err(RaftError::Fatal(e))) => Err(ProposeError::Fatal(e.to_string())),
-            Err(_) => Err(ProposeError::Unknown(format!(
-                "not applied within {:?}",
-                self.propose_timeout
-            ))),
-        }
+        self.proposer.propose(command).await
     }
 
     /// Hands leadership to `target`: stop taking writes, wait until the target has the
@@ -369,20 +375,82 @@ impl<S: StateMachine> RaftNode<S> {
         }
     }
 
+    /// Builds a snapshot of everything applied so far, waits for it, then purges the log up to
+    /// the snapshot's last log id and waits for that (within the proposal timeout); returns
+    /// that log id, or `None` if nothing was applied yet. Log retention goes through here.
+    ///
+    /// On a leader openraft defers a purge while a replication stream still reads those
+    /// entries; if that outlasts the timeout this returns [`NodeError::Timeout`] and the purge
+    /// still happens later.
+    pub async fn snapshot_and_purge(&self) -> Result<Option<LogId>, NodeError> {
+        let deadline = Instant::now() + self.propose_timeout;
+        let mut metrics = self.raft.metrics();
+        let Some(target) = metrics.borrow_and_update().last_applied else {
+            return Ok(None);
+        };
+        let fatal = |e: openraft::error::Fatal<NodeId>| NodeError::Raft(e.to_string());
+        // A trigger while a build is running is ignored; trigger again once it is done.
+        let snapshot = loop {
+            let current = metrics.borrow_and_update().snapshot;
+            if let Some(s) = current.filter(|s| s.index >= target.index) {
+                break s;
+            }
+            self.raft.trigger().snapshot().await.map_err(fatal)?;
+            while metrics.borrow_and_update().snapshot == current {
+                wait_changed(&mut metrics, deadline).await.map_err(|_| {
+                    NodeError::Timeout(format!("snapshot covering log index {}", target.index))
+                })?;
+            }
+        };
+        self.raft
+            .trigger()
+            .purge_log(snapshot.index)
+            .await
+            .map_err(fatal)?;
+        while metrics
+            .borrow_and_update()
+            .purged
+            .is_none_or(|p| p.index < snapshot.index)
+        {
+            wait_changed(&mut metrics, deadline).await.map_err(|_| {
+                NodeError::Timeout(format!("purge up to log index {}", snapshot.index))
+            })?;
+        }
+        info!(snapshot = %snapshot, "snapshot built and log purged");
+        Ok(Some(snapshot))
+    }
+
     /// The upper election timeout (tests size their deadlines from it).
     pub fn election_max(&self) -> Duration {
         self.election_max
     }
 
-    /// Stops raft and the RPC server.
-    pub async fn shutdown(mut self) {
-        if let Some(tx) = self.stop_server.take() {
+    /// Stops raft and the RPC server (idempotent; sockets close as with a crash).
+    pub async fn shutdown(&self) {
+        let stop = self
+            .stop_server
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(tx) = stop {
             let _ = tx.send(());
         }
         let _ = self.raft.shutdown().await;
-        for t in self.tasks.drain(..) {
+        let tasks: Vec<_> = self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
+        for t in tasks {
             t.abort();
         }
+        // Whoever watches this node (the broker, clients in tests) must not keep seeing
+        // the last role of a stopped node.
+        self.status_tx.send_modify(|s| {
+            s.role = Role::Shutdown;
+            s.leader = None;
+        });
     }
 }
 
@@ -407,7 +475,7 @@ fn status_of(m: &openraft::RaftMetrics<NodeId, BasicNode>, log: &LogReadHandle) 
     }
 }
 
-async fn watch_status(raft: Raft, log: LogReadHandle, tx: watch::Sender<NodeStatus>) {
+async fn watch_status(raft: Raft, log: LogReadHandle, tx: Arc<watch::Sender<NodeStatus>>) {
     let mut metrics = raft.metrics();
     let mut last_role = None;
     loop {

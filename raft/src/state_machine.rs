@@ -4,7 +4,9 @@
 //! [`SmAdapter`] (its `RaftStateMachine`), which hands them to a [`StateMachine`] with the
 //! byte position of each payload in the log, so the broker can derive physical offsets
 //! that are identical on every replica. A snapshot is the state machine's metadata only,
-//! never the purged log.
+//! never the purged log; it also carries the log position at which the entry after it
+//! begins ([`SnapshotEnvelope`]), so a node that installs it continues its log at the same
+//! byte positions as the others ([`crate::log_store::rebase`]).
 
 use std::io::Cursor;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -13,6 +15,7 @@ use bytes::Bytes;
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageIOError};
 
+use crate::log_store::{RebaseHint, RebasePoint};
 use crate::types::{Entry, LogId, NodeId, StorageError, StoredMembership, TypeConfig};
 
 /// What a committed entry carries.
@@ -33,8 +36,9 @@ pub struct Committed {
     pub log_id: LogId,
     /// Its content.
     pub payload: CommittedPayload,
-    /// Global byte position of the payload in the replicated log, when known (the same on
-    /// every replica; `None` only for entries no longer in the local log).
+    /// Global byte position of the command's bytes in the replicated log, when known (the
+    /// same on every replica; `None` for non-commands and entries no longer in the log).
+    /// Several commands may share one entry (leader-side batching); each has its own position.
     pub payload_position: Option<u64>,
 }
 
@@ -62,10 +66,13 @@ pub trait StateMachine: Send + 'static {
     ) -> Result<(), SmError>;
 }
 
-/// Maps a log index to the global byte position of its payload (implemented by the log store).
+/// Maps a log index to global byte positions in the log (implemented by the log store).
 pub trait PayloadPositions: Send + Sync + 'static {
     /// Position of the payload of entry `index`, if the entry is still in the log.
     fn payload_position(&self, index: u64) -> Option<u64>;
+    /// Position just past entry `index`, where entry `index + 1` begins, if the log knows it
+    /// (the entry is present, or it is the last purged one).
+    fn end_of(&self, index: u64) -> Option<u64>;
 }
 
 /// No positions (tests that don't need them).
@@ -75,6 +82,68 @@ pub struct NoPositions;
 impl PayloadPositions for NoPositions {
     fn payload_position(&self, _: u64) -> Option<u64> {
         None
+    }
+
+    fn end_of(&self, _: u64) -> Option<u64> {
+        None
+    }
+}
+
+/// The bytes of a snapshot: the state machine's own snapshot plus the log position at which
+/// the entry after the snapshot's last log id begins on the node that built it.
+///
+/// Layout (version 1): `b"RMQSNAP"`, version byte `1`, a flag byte (1 if the position is
+/// known), the position as `u64` little-endian (0 if unknown), then the state bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotEnvelope {
+    /// Global byte position of entry `last_log_id.index + 1` (0 for an empty snapshot);
+    /// `None` only if the builder had no log positions ([`NoPositions`]).
+    pub next_position: Option<u64>,
+    /// [`StateMachine::snapshot`]'s bytes.
+    pub state: Vec<u8>,
+}
+
+const ENVELOPE_MAGIC: &[u8; 7] = b"RMQSNAP";
+const ENVELOPE_VERSION: u8 = 1;
+const ENVELOPE_HEADER_BYTES: usize = 7 + 1 + 1 + 8;
+
+impl SnapshotEnvelope {
+    /// Serializes the envelope.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(ENVELOPE_HEADER_BYTES + self.state.len());
+        out.extend_from_slice(ENVELOPE_MAGIC);
+        out.push(ENVELOPE_VERSION);
+        out.push(u8::from(self.next_position.is_some()));
+        out.extend_from_slice(&self.next_position.unwrap_or(0).to_le_bytes());
+        out.extend_from_slice(&self.state);
+        out
+    }
+
+    /// Parses an envelope; the reason if the bytes are not one.
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let Some((header, state)) = bytes.split_at_checked(ENVELOPE_HEADER_BYTES) else {
+            return Err(format!(
+                "snapshot of {} bytes is shorter than its {ENVELOPE_HEADER_BYTES}-byte header",
+                bytes.len()
+            ));
+        };
+        if &header[..7] != ENVELOPE_MAGIC {
+            return Err("not a RaftMQ snapshot (bad magic)".into());
+        }
+        if header[7] != ENVELOPE_VERSION {
+            return Err(format!("unsupported snapshot version {}", header[7]));
+        }
+        let mut pos = [0u8; 8];
+        pos.copy_from_slice(&header[9..17]);
+        let next_position = match header[8] {
+            0 => None,
+            1 => Some(u64::from_le_bytes(pos)),
+            flag => return Err(format!("bad snapshot position flag {flag}")),
+        };
+        Ok(Self {
+            next_position,
+            state: state.to_vec(),
+        })
     }
 }
 
@@ -88,6 +157,7 @@ struct Inner<S> {
 pub struct SmAdapter<S> {
     inner: Arc<Mutex<Inner<S>>>,
     positions: Arc<dyn PayloadPositions>,
+    rebase: Option<Arc<RebaseHint>>,
 }
 
 impl<S> std::fmt::Debug for SmAdapter<S> {
@@ -97,7 +167,8 @@ impl<S> std::fmt::Debug for SmAdapter<S> {
 }
 
 impl<S: StateMachine> SmAdapter<S> {
-    /// Wraps `sm`; `positions` resolves payload positions at apply time.
+    /// Wraps `sm`; `positions` resolves payload positions at apply time and the log
+    /// position a built snapshot carries.
     pub fn new(sm: S, positions: Arc<dyn PayloadPositions>) -> Self {
         SmAdapter {
             inner: Arc::new(Mutex::new(Inner {
@@ -106,7 +177,16 @@ impl<S: StateMachine> SmAdapter<S> {
                 snapshot_seq: 0,
             })),
             positions,
+            rebase: None,
         }
+    }
+
+    /// Records the log position carried by every installed snapshot in `hint` (the log
+    /// store's [`crate::log_store::SegmentedLogStore::rebase_hint`]), so the store continues
+    /// an emptied log at the replicated position. Without it, installs do not move the log.
+    pub fn with_rebase_hint(mut self, hint: Arc<RebaseHint>) -> Self {
+        self.rebase = Some(hint);
+        self
     }
 
     /// Runs `f` with the state machine locked (reads by the broker, tests).
@@ -156,26 +236,88 @@ fn sm_err(e: SmError) -> StorageError {
     StorageIOError::write_state_machine(&std::io::Error::other(e.0)).into()
 }
 
-fn to_committed(entry: Entry, positions: &dyn PayloadPositions) -> Committed {
-    let payload = match entry.payload {
-        EntryPayload::Blank => CommittedPayload::Blank,
-        EntryPayload::Normal(b) => CommittedPayload::Normal(b),
-        EntryPayload::Membership(m) => {
-            CommittedPayload::Membership(StoredMembership::new(Some(entry.log_id), m))
+/// Expands entries into committed commands: a normal entry is a batch envelope
+/// ([`crate::batch`]) holding one or more commands, each with its own byte position.
+/// Returns the commands and, per entry, how many of them it produced (`None` = not a batch).
+fn expand(
+    entries: impl IntoIterator<Item = Entry>,
+    positions: &dyn PayloadPositions,
+) -> Result<(Vec<Committed>, Vec<Option<usize>>), SmError> {
+    let mut out = Vec::new();
+    let mut shape = Vec::new();
+    for entry in entries {
+        let log_id = entry.log_id;
+        match entry.payload {
+            EntryPayload::Blank => {
+                out.push(Committed {
+                    log_id,
+                    payload: CommittedPayload::Blank,
+                    payload_position: None,
+                });
+                shape.push(None);
+            }
+            EntryPayload::Membership(m) => {
+                let payload = CommittedPayload::Membership(StoredMembership::new(Some(log_id), m));
+                out.push(Committed {
+                    log_id,
+                    payload,
+                    payload_position: None,
+                });
+                shape.push(None);
+            }
+            EntryPayload::Normal(env) => {
+                let base = positions.payload_position(log_id.index);
+                let items = crate::batch::decode_envelope(&env)
+                    .map_err(|e| SmError(format!("entry {log_id}: {e}")))?;
+                shape.push(Some(items.len()));
+                for (offset, command) in items {
+                    out.push(Committed {
+                        log_id,
+                        payload: CommittedPayload::Normal(command),
+                        payload_position: base.map(|b| b + offset as u64),
+                    });
+                }
+            }
         }
-    };
-    Committed {
-        payload_position: positions.payload_position(entry.log_id.index),
-        log_id: entry.log_id,
-        payload,
     }
+    Ok((out, shape))
 }
 
 #[allow(clippy::result_large_err)] // openraft's own error type
-fn build<S: StateMachine>(inner: &Mutex<Inner<S>>) -> Result<Snapshot<TypeConfig>, StorageError> {
+fn build<S: StateMachine>(
+    inner: &Mutex<Inner<S>>,
+    positions: &dyn PayloadPositions,
+    rebase: Option<&RebaseHint>,
+) -> Result<Snapshot<TypeConfig>, StorageError> {
     let mut g = lock(inner);
     let (last, membership) = g.sm.applied_state();
-    let data = g.sm.snapshot().map_err(sm_err)?;
+    let state = g.sm.snapshot().map_err(sm_err)?;
+    // The applied entries are committed: the last one is still in the log, or it is the
+    // purge point (a snapshot never covers less than what was purged). Right after a
+    // snapshot install the log may not be rebased yet (that waits for the next append), so
+    // the installed snapshot's own position, a fact, comes first.
+    let next_position = match last {
+        None => Some(0),
+        Some(l) => {
+            let p = rebase
+                .and_then(RebaseHint::get)
+                .filter(|r| r.first_index == l.index + 1)
+                .map(|r| r.position)
+                .or_else(|| positions.end_of(l.index));
+            if p.is_none() {
+                tracing::warn!(
+                    index = l.index,
+                    "log position after the snapshot is unknown; the snapshot cannot place later entries"
+                );
+            }
+            p
+        }
+    };
+    let data = SnapshotEnvelope {
+        next_position,
+        state,
+    }
+    .encode();
     g.snapshot_seq += 1;
     let snapshot_id = match last {
         Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, g.snapshot_seq),
@@ -196,6 +338,8 @@ fn build<S: StateMachine>(inner: &Mutex<Inner<S>>) -> Result<Snapshot<TypeConfig
 /// Builds snapshots of the adapter's state machine.
 pub struct SnapshotBuilder<S> {
     inner: Arc<Mutex<Inner<S>>>,
+    positions: Arc<dyn PayloadPositions>,
+    rebase: Option<Arc<RebaseHint>>,
 }
 
 impl<S> std::fmt::Debug for SnapshotBuilder<S> {
@@ -206,7 +350,7 @@ impl<S> std::fmt::Debug for SnapshotBuilder<S> {
 
 impl<S: StateMachine> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<S> {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        build(&self.inner)
+        build(&self.inner, self.positions.as_ref(), self.rebase.as_deref())
     }
 }
 
@@ -223,24 +367,34 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for SmAdapter<S> {
         I::IntoIter: Send,
     {
         let positions = self.positions.as_ref();
-        let batch: Vec<Committed> = entries
-            .into_iter()
-            .map(|e| to_committed(e, positions))
-            .collect();
-        let replies = lock(&self.inner).sm.apply(&batch).map_err(sm_err)?;
-        if replies.len() != batch.len() {
+        let (commands, shape) = expand(entries, positions).map_err(sm_err)?;
+        let replies = lock(&self.inner).sm.apply(&commands).map_err(sm_err)?;
+        if replies.len() != commands.len() {
             return Err(sm_err(SmError(format!(
-                "apply returned {} replies for {} entries",
+                "apply returned {} replies for {} commands",
                 replies.len(),
-                batch.len()
+                commands.len()
             ))));
         }
-        Ok(replies)
+        // One reply per entry: batches get their commands' replies back as an envelope.
+        let mut replies = replies.into_iter();
+        let per_entry = shape
+            .into_iter()
+            .map(|n| match n {
+                None => replies.next().unwrap_or_default(),
+                Some(n) => {
+                    crate::batch::encode_envelope(&replies.by_ref().take(n).collect::<Vec<_>>())
+                }
+            })
+            .collect();
+        Ok(per_entry)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         SnapshotBuilder {
             inner: self.inner.clone(),
+            positions: self.positions.clone(),
+            rebase: self.rebase.clone(),
         }
     }
 
@@ -254,9 +408,44 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for SmAdapter<S> {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
+        let envelope = SnapshotEnvelope::decode(&data).map_err(|e| {
+            StorageError::from(StorageIOError::read_snapshot(
+                Some(meta.signature()),
+                &std::io::Error::other(format!("snapshot {}: {e}", meta.snapshot_id)),
+            ))
+        })?;
+        // The rebase point is recorded (durably) before the state changes: it is a fact about
+        // the replicated log, true whether or not the install below completes.
+        if let (Some(hint), Some(last)) = (&self.rebase, meta.last_log_id) {
+            let Some(position) = envelope.next_position else {
+                return Err(StorageIOError::read_snapshot(
+                    Some(meta.signature()),
+                    &std::io::Error::other(format!(
+                        "snapshot {} does not say where entry {} begins in the log",
+                        meta.snapshot_id,
+                        last.index + 1
+                    )),
+                )
+                .into());
+            };
+            hint.record(RebasePoint {
+                first_index: last.index + 1,
+                position,
+            })
+            .map_err(|e| {
+                StorageError::from(StorageIOError::write_snapshot(
+                    Some(meta.signature()),
+                    &std::io::Error::other(e.to_string()),
+                ))
+            })?;
+        }
         let mut g = lock(&self.inner);
-        g.sm.install_snapshot(meta.last_log_id, meta.last_membership.clone(), &data)
-            .map_err(sm_err)?;
+        g.sm.install_snapshot(
+            meta.last_log_id,
+            meta.last_membership.clone(),
+            &envelope.state,
+        )
+        .map_err(sm_err)?;
         g.current = Some((meta.clone(), data));
         Ok(())
     }
@@ -302,8 +491,10 @@ pub mod testing {
                     CommittedPayload::Normal(b) => {
                         self.applied
                             .push((e.log_id.index, b.clone(), e.payload_position));
-                        // Reply: the log index, so tests can check ordering.
-                        replies.push(Bytes::copy_from_slice(&e.log_id.index.to_be_bytes()));
+                        // Reply: log index and payload position (unique per command).
+                        let mut r = e.log_id.index.to_be_bytes().to_vec();
+                        r.extend_from_slice(&e.payload_position.unwrap_or(u64::MAX).to_be_bytes());
+                        replies.push(Bytes::from(r));
                     }
                 }
             }
@@ -331,5 +522,159 @@ pub mod testing {
             *self = s;
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use openraft::{EntryPayload, LeaderId};
+
+    use super::testing::MemStateMachine;
+    use super::*;
+    use crate::log_store::{LogStoreConfig, SegmentedLogStore};
+    use crate::meta::Meta;
+    use crate::storage_dir::MemDir;
+
+    #[test]
+    fn envelope_round_trips_and_rejects_garbage() {
+        for env in [
+            SnapshotEnvelope {
+                next_position: Some(123_456_789),
+                state: b"state".to_vec(),
+            },
+            SnapshotEnvelope {
+                next_position: None,
+                state: Vec::new(),
+            },
+        ] {
+            assert_eq!(SnapshotEnvelope::decode(&env.encode()).unwrap(), env);
+        }
+        let good = SnapshotEnvelope {
+            next_position: Some(7),
+            state: vec![1, 2, 3],
+        }
+        .encode();
+        assert!(SnapshotEnvelope::decode(&good[..10]).is_err());
+        assert!(SnapshotEnvelope::decode(b"").is_err());
+        for (at, value) in [(0, b'X'), (7, 9), (8, 2)] {
+            let mut bad = good.clone();
+            bad[at] = value;
+            assert!(SnapshotEnvelope::decode(&bad).is_err(), "byte {at}");
+        }
+    }
+
+    fn store(dir: &MemDir) -> SegmentedLogStore {
+        let config = LogStoreConfig {
+            segment_bytes: 4096,
+            ..LogStoreConfig::new("mem")
+        };
+        SegmentedLogStore::open_with(config, Arc::new(dir.clone()), Meta::memory()).unwrap()
+    }
+
+    fn entry(index: u64) -> Entry {
+        Entry {
+            log_id: LogId::new(LeaderId::new(1, 0), index),
+            payload: EntryPayload::Normal(crate::batch::encode_envelope(&[Bytes::from(
+                vec![index as u8; 100],
+            )])),
+        }
+    }
+
+    #[tokio::test]
+    async fn snapshot_carries_the_next_position_and_install_records_it() {
+        // Leader side: a log of entries 1..=10, all applied.
+        let leader_dir = MemDir::new();
+        let mut leader_log = store(&leader_dir);
+        let (tx, rx) = mpsc::channel();
+        leader_log
+            .append_entries(
+                (1..=10).map(entry).collect::<Vec<_>>(),
+                Box::new(move |r| tx.send(r.is_ok()).unwrap()),
+            )
+            .unwrap();
+        assert!(rx.recv_timeout(Duration::from_secs(10)).unwrap());
+        let handle = leader_log.read_handle();
+        let mut leader = SmAdapter::new(MemStateMachine::default(), Arc::new(handle.clone()));
+        leader.apply((1..=10).map(entry)).await.unwrap();
+        let snap = leader
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        let data = snap.snapshot.into_inner();
+        let env = SnapshotEnvelope::decode(&data).unwrap();
+        let (pos10, len10) = handle.entry_position(10).unwrap();
+        assert_eq!(env.next_position, Some(pos10 + u64::from(len10)));
+
+        // Follower side: a fresh store; the install records where entry 11 begins.
+        let follower_dir = MemDir::new();
+        let follower_log = store(&follower_dir);
+        let hint = follower_log.rebase_hint();
+        let mut follower = SmAdapter::new(
+            MemStateMachine::default(),
+            Arc::new(follower_log.read_handle()),
+        )
+        .with_rebase_hint(hint.clone());
+        follower
+            .install_snapshot(&snap.meta, Box::new(Cursor::new(data.clone())))
+            .await
+            .unwrap();
+        assert_eq!(
+            hint.get(),
+            Some(RebasePoint {
+                first_index: 11,
+                position: pos10 + u64::from(len10),
+            })
+        );
+        assert_eq!(
+            follower_log.meta().read_rebase().unwrap(),
+            hint.get(),
+            "recorded durably"
+        );
+        let applied = |a: &SmAdapter<MemStateMachine>| a.with(|sm| sm.applied.clone());
+        assert_eq!(applied(&follower), applied(&leader));
+        // The installed snapshot is served on as it came (the position included).
+        let cur = follower.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(cur.snapshot.into_inner(), data);
+        // A snapshot built before the follower's log is rebased carries the same position.
+        let rebuilt = follower
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        let rebuilt = SnapshotEnvelope::decode(&rebuilt.snapshot.into_inner()).unwrap();
+        assert_eq!(rebuilt.next_position, env.next_position);
+
+        // Garbage is a clear error, not a panic, and changes nothing.
+        for garbage in [
+            Vec::new(),
+            b"not a snapshot at all".to_vec(),
+            data[..12].to_vec(),
+        ] {
+            let err = follower
+                .install_snapshot(&snap.meta, Box::new(Cursor::new(garbage)))
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains("snapshot"), "{err}");
+        }
+        assert_eq!(applied(&follower), applied(&leader));
+
+        // A snapshot without a position cannot be installed where positions matter.
+        let blind = SnapshotEnvelope {
+            next_position: None,
+            state: env.state.clone(),
+        }
+        .encode();
+        assert!(follower
+            .install_snapshot(&snap.meta, Box::new(Cursor::new(blind)))
+            .await
+            .is_err());
     }
 }

@@ -168,13 +168,15 @@ async fn elects_one_leader_and_replicates_identically() {
         handles.push(fut);
     }
     let replies = futures::future::join_all(handles).await;
-    let mut idx: Vec<u64> = replies
+    // Every reply carries the command's own log position: all distinct, and equal to
+    // what the state machine saw.
+    let mut pos: Vec<u64> = replies
         .into_iter()
-        .map(|r| u64::from_be_bytes(r.unwrap()[..].try_into().unwrap()))
+        .map(|r| u64::from_be_bytes(r.unwrap()[8..16].try_into().unwrap()))
         .collect();
-    idx.sort_unstable();
-    idx.dedup();
-    assert_eq!(idx.len(), 200);
+    pos.sort_unstable();
+    pos.dedup();
+    assert_eq!(pos.len(), 200);
     let applied = c.converged(200).await;
     // Payload positions are known, strictly increasing, and identical on every replica.
     let pos: Vec<u64> = applied.iter().map(|a| a.2.unwrap()).collect();
@@ -299,5 +301,112 @@ async fn leadership_transfer_moves_the_leader() {
     eprintln!("transfer took {:?}", started.elapsed());
     propose_n(&c, target, 10..20).await;
     c.converged(20).await;
+    c.shutdown().await;
+}
+
+/// A command big enough that 150 of them span several 64 KiB segments.
+fn big_cmd(i: usize) -> Bytes {
+    Bytes::from(format!("command-{i:05}-{}", "x".repeat(2_000)))
+}
+
+fn log_segments(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("log"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".log"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wiped_follower_catches_up_by_snapshot_at_the_same_positions() {
+    let mut c = Cluster::start().await;
+    let leader = c.leader().await;
+    for i in 0..150 {
+        c.nodes[&leader].propose(big_cmd(i)).await.unwrap();
+    }
+    c.converged(150).await;
+    let leader_dir = c.dir.path().join(format!("n{leader}"));
+    assert!(
+        log_segments(&leader_dir).len() >= 4,
+        "{:?}",
+        log_segments(&leader_dir)
+    );
+
+    // Snapshot and purge everywhere: whole segments go.
+    let mut snaps = Vec::new();
+    for node in c.nodes.values() {
+        snaps.push(node.snapshot_and_purge().await.unwrap().unwrap());
+    }
+    let snap = snaps[0];
+    assert!(snaps.iter().all(|s| s.index == snap.index), "{snaps:?}");
+    assert!(snap.index >= 150);
+    let log = c.nodes[&leader].log();
+    assert_eq!(log.first_index(), None, "every entry is in the snapshot");
+    let snap_end = log.end_position();
+    assert!(snap_end > 4 * 64 * 1024, "{snap_end}");
+    assert_eq!(log.start_position(), snap_end);
+    assert_eq!(log.end_of(snap.index), Some(snap_end));
+    assert_eq!(
+        log_segments(&leader_dir).len(),
+        1,
+        "purged segments are deleted"
+    );
+
+    // A follower loses its disk; the group goes on without it.
+    let follower = *c.nodes.keys().find(|id| **id != leader).unwrap();
+    c.stop(follower).await;
+    let follower_dir = c.dir.path().join(format!("n{follower}"));
+    std::fs::remove_dir_all(&follower_dir).unwrap();
+    for i in 150..250 {
+        c.nodes[&leader].propose(big_cmd(i)).await.unwrap();
+    }
+    assert_eq!(
+        c.nodes[&leader]
+            .log()
+            .entry_position(snap.index + 1)
+            .unwrap()
+            .0,
+        snap_end
+    );
+
+    // Back pristine: it can only catch up through the snapshot, and must continue its log at
+    // the snapshot's position, not at 0.
+    c.restart(follower).await;
+    let applied = c.converged(250).await;
+    assert_eq!(c.leader().await, leader);
+    let sm = |id: NodeId| {
+        c.nodes[&id]
+            .state_machine()
+            .with(|sm| (sm.applied.clone(), sm.last_applied, sm.membership.clone()))
+    };
+    assert_eq!(sm(follower), sm(leader), "state machines differ");
+    let after: Vec<_> = applied.iter().filter(|a| a.0 > snap.index).collect();
+    assert_eq!(after.len(), 100);
+    assert!(after.iter().all(|a| a.2.is_some()));
+    let (flog, llog) = (c.nodes[&follower].log(), c.nodes[&leader].log());
+    assert_eq!(flog.first_index(), Some(snap.index + 1));
+    assert_eq!(flog.start_position(), snap_end);
+    let last = llog.last_index().unwrap();
+    // The follower's log may still be receiving the commit of its last entries; wait for it.
+    let start = Instant::now();
+    while flog.last_index() != Some(last) {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "follower log did not reach {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for i in snap.index + 1..=last {
+        assert_eq!(flog.entry_position(i), llog.entry_position(i), "entry {i}");
+        assert_eq!(flog.read_payload(i).unwrap(), llog.read_payload(i).unwrap());
+    }
+    assert_eq!(flog.end_position(), llog.end_position());
+    assert!(
+        !log_segments(&follower_dir).contains(&"00000000000000000000.log".to_string()),
+        "{:?}",
+        log_segments(&follower_dir)
+    );
     c.shutdown().await;
 }

@@ -162,6 +162,17 @@ impl LogState {
         self.segments.back().map_or(0, Segment::end_position)
     }
 
+    /// Global position just past entry `index` (where entry `index + 1` begins), if known:
+    /// the entry is present, or it is the last purged one.
+    pub fn end_of(&self, index: u64) -> Option<u64> {
+        if let Some((pos, len)) = self.entry_position(index) {
+            return Some(pos + u64::from(len));
+        }
+        self.purged
+            .is_some_and(|p| p.index == index)
+            .then(|| self.start_position())
+    }
+
     /// The pieces holding `[pos, pos + len)`; the range must lie inside the segments.
     pub fn pieces(&self, pos: u64, len: u64) -> Vec<Piece> {
         let mut out = Vec::new();
@@ -340,6 +351,13 @@ impl LogReadHandle {
     /// Global byte position of the first present entry.
     pub fn start_position(&self) -> u64 {
         self.shared.read().start_position()
+    }
+
+    /// Global byte position just past entry `index`, where entry `index + 1` begins, if the
+    /// log knows it: `index` is present, or it is the last purged entry (then the position is
+    /// that of the first present entry, or the end of an empty log).
+    pub fn end_of(&self, index: u64) -> Option<u64> {
+        self.shared.read().end_of(index)
     }
 
     /// The `len` raw bytes at global position `pos`. Not CRC-checked (the caller reads part of

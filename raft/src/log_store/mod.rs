@@ -6,7 +6,7 @@
 //! <dir>/log/00000000000000000000.log     segment: frames back to back (see [`frame`])
 //! <dir>/log/00000000000000000000.idx     sidecar of a sealed segment (see [`segment`])
 //! <dir>/log/00000000001073741800.log     the last segment takes appends
-//! <dir>/meta/                            sled: vote, committed, last purged ([`crate::meta`])
+//! <dir>/meta/                            sled: vote, committed, last purged, rebase point
 //! ```
 //! The global byte position of an entry is the number of frame bytes before it since the
 //! log began; a segment is named by the position of its first byte. An entry never spans
@@ -19,6 +19,10 @@
 //! `fdatasync`s and fires the completions (sync policy), or fires them right after the write
 //! (async policy). So an append costs no syscall, and N concurrent appends cost one write and
 //! one sync. Recovery is in [`recovery`].
+//!
+//! After a snapshot install empties the log, the store continues at the position the snapshot
+//! carries instead of at its own end (see [`rebase`]), so later entries get the same positions
+//! as on every other replica.
 
 pub mod frame;
 pub mod segment;
@@ -27,6 +31,7 @@ mod error;
 mod flusher;
 mod index;
 mod raft_impl;
+pub mod rebase;
 mod recovery;
 #[cfg(test)]
 mod tests;
@@ -41,6 +46,7 @@ pub use error::LogStoreError;
 pub use flusher::Completion;
 pub use frame::{payload_position, EntryKind, FrameHeader, FRAME_BYTES_MAX, HEADER_BYTES};
 pub use index::LogReadHandle;
+pub use rebase::{RebaseHint, RebasePoint};
 
 use crate::meta::Meta;
 use crate::storage_dir::{DirLock, FsDir, SegmentFile, StorageDir};
@@ -144,6 +150,8 @@ pub struct SegmentedLogStore {
     dir: Arc<dyn StorageDir>,
     meta: Meta,
     shared: Arc<Shared>,
+    /// Where the log continues after a snapshot install (shared with the state machine).
+    hint: Arc<RebaseHint>,
     /// Dropped (joined) before `_lock`, so no I/O happens after the lock is released.
     flusher: Flusher,
     active: Active,
@@ -205,7 +213,8 @@ impl SegmentedLogStore {
         meta: Meta,
         lock: DirLock,
     ) -> Result<Self, LogStoreError> {
-        let mut state = recovery::recover(dir.as_ref(), &meta)?;
+        let rebase = meta.read_rebase()?;
+        let mut state = recovery::recover(dir.as_ref(), &meta, rebase)?;
         // A saved commit point beyond the log (power loss under async flush) is not claimed:
         // openraft would try to apply entries this node no longer has.
         let saved = meta.read_committed()?;
@@ -230,6 +239,7 @@ impl SegmentedLogStore {
         Ok(Self {
             config,
             dir,
+            hint: Arc::new(RebaseHint::new(meta.clone(), rebase)),
             meta,
             shared,
             flusher,
@@ -244,6 +254,13 @@ impl SegmentedLogStore {
     /// A cloneable handle for reads by index or byte position, usable while appends go on.
     pub fn read_handle(&self) -> LogReadHandle {
         LogReadHandle::new(self.shared.clone())
+    }
+
+    /// The rebase hint to give the state-machine adapter
+    /// ([`crate::state_machine::SmAdapter::with_rebase_hint`]), so that a snapshot install
+    /// moves an emptied log to the replicated positions.
+    pub fn rebase_hint(&self) -> Arc<RebaseHint> {
+        self.hint.clone()
     }
 
     /// The configuration the store was opened with.

@@ -97,4 +97,8 @@ impl crate::state_machine::PayloadPositions for LogReadHandle {
         self.entry_position(index)
             .map(|(pos, _)| super::payload_position(pos))
     }
+
+    fn end_of(&self, index: u64) -> Option<u64> {
+        LogReadHandle::end_of(self, index)
+    }
 }

@@ -1,18 +1,24 @@
 //! Open-time recovery: rebuild the index from the segment files.
 //!
 //! 1. Remove leftovers (`*.tmp`, sidecars without a segment).
-//! 2. Check the segment chain: each segment must end exactly where the next one begins.
-//! 3. Sealed segments (all but the last): load the sidecar index (4 bytes per entry) and
-//!    spot-check the first and last frame headers against it; the data is not read. Without a
-//!    usable sidecar, scan the segment with full CRC checks (any bad frame is corruption, a
-//!    sealed segment was synced whole) and write the sidecar.
-//! 4. The last segment: scan every frame with its CRC. At the first bad frame (short, zero
+//! 2. Sealed segments (all but the last by base): load the sidecar index (4 bytes per entry)
+//!    and spot-check the first and last frame headers against it; the data is not read.
+//!    Without a usable sidecar, scan the segment with full CRC checks (any bad frame is
+//!    corruption, a sealed segment was synced whole) and write the sidecar. An empty one is
+//!    set aside (see 4).
+//! 3. The last segment: scan every frame with its CRC. At the first bad frame (short, zero
 //!    length, bad CRC, unknown kind) look for any valid frame further on: if there is one, the
 //!    damage is not a torn write but corruption, and opening fails naming file and offset;
 //!    otherwise cut the file there (a torn tail).
-//! 5. Reconcile with the purge point from the metadata: entries up to it are not served,
-//!    sealed segments wholly below it are deleted, and the first entry above it must be
-//!    purged + 1 (else a hole: corruption).
+//! 4. Reconcile with the purge point from the metadata. Segments wholly at or below it are
+//!    deleted *before* the chain is checked (an interrupted purge or rebase leaves them
+//!    behind, possibly not adjacent to what follows). If entries above it remain: empty
+//!    sealed segments are deleted, each remaining segment must end exactly where the next one
+//!    begins, indexes must be consecutive, and the first entry above the purge point must be
+//!    purged + 1 (else a hole: corruption). If none remain, only the end position matters: it
+//!    is the saved rebase point for this purge point if there is one (an interrupted rebase is
+//!    completed: its empty segment is created if missing, every other one deleted), else the
+//!    end of the last segment, which alone is kept.
 //!
 //! Cost: O(number of entries in sealed segments) for reading sidecars, plus a read and CRC of
 //! the last segment (at most `segment_bytes`).
@@ -27,7 +33,7 @@ use super::segment::{
     parse_file_name, read_sidecar, segment_file_name, sidecar_file_name, write_sidecar,
     LogFileName, Sidecar,
 };
-use super::LogStoreError;
+use super::{LogStoreError, RebasePoint};
 use crate::meta::Meta;
 use crate::storage_dir::{SegmentFile, StorageDir};
 
@@ -248,10 +254,17 @@ fn remove_quietly(dir: &dyn StorageDir, name: &str) -> bool {
     }
 }
 
-/// Rebuilds the log state from the directory and the metadata.
-pub(crate) fn recover(dir: &dyn StorageDir, meta: &Meta) -> Result<LogState, LogStoreError> {
+/// Rebuilds the log state from the directory and the metadata; `rebase` is the saved
+/// [`RebasePoint`], if any.
+pub(crate) fn recover(
+    dir: &dyn StorageDir,
+    meta: &Meta,
+    rebase: Option<RebasePoint>,
+) -> Result<LogState, LogStoreError> {
     let started = Instant::now();
     let purged = meta.read_purged()?;
+    // A rebase point only speaks for a log purged up to the entry just before it.
+    let rebase = rebase.filter(|r| purged.is_some_and(|p| r.first_index == p.index + 1));
     let mut dir_changed = false;
     let mut bases = BTreeSet::new();
     let mut sidecars = BTreeSet::new();
@@ -300,8 +313,10 @@ pub(crate) fn recover(dir: &dyn StorageDir, meta: &Meta) -> Result<LogState, Log
         return Ok(LogState::new(segments, None, None));
     }
 
+    // Load every segment. The one with the highest base is the tail: scanned, torn tail cut.
+    // An empty one before others is kept for now: it may be an interrupted rebase's target.
     let bases: Vec<u64> = bases.into_iter().collect();
-    let mut segments: VecDeque<Segment> = VecDeque::with_capacity(bases.len());
+    let mut loaded: Vec<Segment> = Vec::with_capacity(bases.len());
     let mut tail_last: Option<FrameHeader> = None;
     for (i, &base) in bases.iter().enumerate() {
         let name = segment_file_name(base);
@@ -311,38 +326,20 @@ pub(crate) fn recover(dir: &dyn StorageDir, meta: &Meta) -> Result<LogState, Log
         let len = file
             .len()
             .map_err(LogStoreError::io("stat", name.clone()))?;
-        if let Some(prev) = segments.back() {
-            let prev_end = prev.base + prev.data_len();
-            if prev_end != base {
-                return Err(corrupt(
-                    &prev.name,
-                    prev.data_len(),
-                    format!("segment ends at position {prev_end}, the next one starts at {base}"),
-                ));
-            }
-        }
-        let prev_last = segments.back().and_then(Segment::last_index);
-        if i + 1 < bases.len() && len == 0 {
-            // An empty sealed segment holds nothing and would break index ordering.
-            remove_quietly(dir, &sidecar_file_name(base));
-            dir_changed |= remove_quietly(dir, &name);
-            continue;
-        }
-        let (first_index, ends) = if i + 1 < bases.len() {
-            load_sealed(dir, file.as_ref(), &name, base, len, &mut dir_changed)?
-        } else {
+        let (first_index, ends) = if i + 1 == bases.len() {
             if sidecars.contains(&base) {
                 dir_changed |= remove_quietly(dir, &sidecar_file_name(base));
             }
+            let prev_last = loaded.iter().rev().find_map(Segment::last_index);
             let scan = load_tail(file.as_ref(), &name, len, prev_last)?;
             tail_last = scan.last;
-            let next = prev_last
-                .map(|l| l + 1)
-                .max(purged.map(|p| p.index + 1))
-                .unwrap_or(0);
-            (scan.first_index.unwrap_or(next), scan.ends)
+            (scan.first_index.unwrap_or(0), scan.ends)
+        } else if len == 0 {
+            (0, Vec::new())
+        } else {
+            load_sealed(dir, file.as_ref(), &name, base, len, &mut dir_changed)?
         };
-        segments.push_back(Segment {
+        loaded.push(Segment {
             base,
             first_index,
             ends,
@@ -351,40 +348,160 @@ pub(crate) fn recover(dir: &dyn StorageDir, meta: &Meta) -> Result<LogState, Log
         });
     }
 
-    check_continuity(&segments, purged)?;
-
-    // Drop sealed segments that hold nothing still needed.
-    while segments.len() > 1 {
-        let Some(front) = segments.front() else { break };
-        let all_purged = front
-            .last_index()
-            .is_none_or(|l| purged.is_some_and(|p| l <= p.index));
-        if !all_purged {
-            break;
+    // Segments lying wholly at or below the purge point hold nothing still needed: drop them
+    // before checking the chain (a purge or a rebase may have been interrupted before it
+    // deleted them).
+    let purged_index = purged.map(|p| p.index);
+    let is_live = |s: &Segment| {
+        s.last_index()
+            .is_some_and(|l| purged_index.is_none_or(|p| l > p))
+    };
+    let (mut segments, last) = match loaded.iter().position(is_live) {
+        Some(first_live) => {
+            let n = loaded.len();
+            let mut kept = VecDeque::with_capacity(n - first_live);
+            for (i, seg) in loaded.into_iter().enumerate() {
+                // An empty sealed segment holds nothing and would break index ordering.
+                if i < first_live || (seg.ends.is_empty() && i + 1 < n) {
+                    dir_changed |= remove_segment_files(dir, &seg);
+                } else {
+                    kept.push_back(seg);
+                }
+            }
+            check_chain(&kept)?;
+            check_continuity(&kept, purged)?;
+            // The highest segment is always kept here, so `tail_last` is still its last frame.
+            let last = last_log_id(&kept, tail_last)?;
+            (kept, last)
         }
-        if let Some(seg) = segments.pop_front() {
-            remove_quietly(dir, &sidecar_file_name(seg.base));
-            remove_quietly(dir, &seg.name);
-            dir_changed = true;
-        }
+        None => (
+            settle_empty_log(dir, loaded, rebase, &mut dir_changed)?,
+            None,
+        ),
+    };
+    // An empty tail takes the index after everything before it.
+    let before_tail = segments
+        .iter()
+        .rev()
+        .skip(1)
+        .find_map(Segment::last_index)
+        .map(|l| l + 1);
+    if let Some(tail) = segments.back_mut().filter(|s| s.ends.is_empty()) {
+        tail.first_index = before_tail.max(purged_index.map(|p| p + 1)).unwrap_or(0);
     }
     if dir_changed {
         dir.sync_dir()
             .map_err(LogStoreError::io("sync", "log directory"))?;
     }
 
-    let last =
-        last_log_id(&segments, tail_last)?.filter(|l| purged.is_none_or(|p| l.index > p.index));
+    let last = last.filter(|l| purged_index.is_none_or(|p| l.index > p));
     let entries: usize = segments.iter().map(|s| s.ends.len()).sum();
     tracing::info!(
         segments = segments.len(),
         entries,
-        purged = ?purged.map(|p| p.index),
+        purged = ?purged_index,
         last = ?last.map(|l| l.index),
+        end = segments.back().map_or(0, Segment::end_position),
         elapsed_ms = started.elapsed().as_millis() as u64,
         "log store recovered"
     );
     Ok(LogState::new(segments, purged, last))
+}
+
+/// Removes a file if it exists (best effort); whether it was removed.
+fn remove_if_present(dir: &dyn StorageDir, name: &str) -> bool {
+    match dir.remove(name) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => {
+            tracing::warn!(file = name, error = %e, "cannot remove leftover file");
+            false
+        }
+    }
+}
+
+/// Removes a segment file and its sidecar (best effort); whether anything was removed.
+fn remove_segment_files(dir: &dyn StorageDir, seg: &Segment) -> bool {
+    let idx = remove_if_present(dir, &sidecar_file_name(seg.base));
+    remove_quietly(dir, &seg.name) || idx
+}
+
+/// Each segment must begin exactly where the previous one ends.
+fn check_chain<'a, I>(segments: I) -> Result<(), LogStoreError>
+where
+    I: IntoIterator<Item = &'a Segment>,
+    I::IntoIter: Clone,
+{
+    let segments = segments.into_iter();
+    for (prev, next) in segments.clone().zip(segments.skip(1)) {
+        let prev_end = prev.end_position();
+        if prev_end != next.base {
+            return Err(corrupt(
+                &prev.name,
+                prev.data_len(),
+                format!(
+                    "segment ends at position {prev_end}, the next one starts at {}",
+                    next.base
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// No entry is left above the purge point: only the end position matters. It is the saved
+/// rebase point if there is one for this purge point (completing a rebase interrupted by a
+/// crash: the empty segment there is created if missing, every other segment deleted), else
+/// the end of the last segment, which alone is kept.
+fn settle_empty_log(
+    dir: &dyn StorageDir,
+    mut loaded: Vec<Segment>,
+    rebase: Option<RebasePoint>,
+    dir_changed: &mut bool,
+) -> Result<VecDeque<Segment>, LogStoreError> {
+    let natural_end = loaded.last().map_or(0, Segment::end_position);
+    let keep = match rebase.filter(|r| r.position != natural_end) {
+        None => {
+            if check_chain(&loaded).is_err() {
+                tracing::warn!(
+                    "wholly purged segments are not contiguous; the last one holds the end"
+                );
+            }
+            loaded
+                .pop()
+                .ok_or_else(|| corrupt("log directory", 0, "no segment files"))?
+        }
+        Some(r) => {
+            tracing::warn!(
+                first_index = r.first_index,
+                position = r.position,
+                end = natural_end,
+                "completing an interrupted log rebase"
+            );
+            let name = segment_file_name(r.position);
+            let file = dir
+                .create(&name)
+                .map_err(LogStoreError::io("create", name.clone()))?;
+            file.sync_data()
+                .map_err(LogStoreError::io("sync", name.clone()))?;
+            // A segment of that name may have existed (an old one, now emptied): its sidecar
+            // no longer applies.
+            remove_if_present(dir, &sidecar_file_name(r.position));
+            dir.sync_dir()
+                .map_err(LogStoreError::io("sync directory of", name.clone()))?;
+            Segment {
+                base: r.position,
+                first_index: r.first_index,
+                ends: Vec::new(),
+                file,
+                name,
+            }
+        }
+    };
+    for seg in loaded.iter().filter(|s| s.name != keep.name) {
+        *dir_changed |= remove_segment_files(dir, seg);
+    }
+    Ok(VecDeque::from([keep]))
 }
 
 /// Frames of consecutive segments must have consecutive indexes, except for a jump over

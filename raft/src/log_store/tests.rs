@@ -8,8 +8,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use openraft::{EntryPayload, LeaderId};
 
+use super::segment::segment_file_name;
 use super::*;
 use crate::storage_dir::MemDir;
+use crate::storage_dir::StorageDir;
 use crate::types::Entry;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -538,5 +540,301 @@ fn config_is_validated() {
     assert!(matches!(
         SegmentedLogStore::open(LogStoreConfig::default()),
         Err(LogStoreError::Config(_))
+    ));
+}
+
+// ---- Rebase after a snapshot install -------------------------------------------------------
+
+fn point(first_index: u64, position: u64) -> RebasePoint {
+    RebasePoint {
+        first_index,
+        position,
+    }
+}
+
+fn log_files(dir: &MemDir) -> Vec<String> {
+    dir.names()
+        .into_iter()
+        .filter(|n| n.ends_with(".log") || n.ends_with(".idx"))
+        .collect()
+}
+
+/// Entries 1..=5 of 83-byte frames in 200-byte segments: `0` [1,2], `166` [3,4], `332` [5].
+fn five_entries(dir: &MemDir, meta: &Meta) -> SegmentedLogStore {
+    let mut store = open_mem(dir, meta, 200).unwrap();
+    append_range(&mut store, 1, 1..=5, 50);
+    assert_eq!(
+        segment_names(dir),
+        [
+            "00000000000000000000.log",
+            "00000000000000000166.log",
+            "00000000000000000332.log"
+        ]
+    );
+    store
+}
+
+#[test]
+fn purge_past_the_end_with_a_hint_continues_at_the_hinted_position() {
+    let dir = MemDir::new();
+    let meta = Meta::memory();
+    let mut store = five_entries(&dir, &meta);
+    store.rebase_hint().record(point(21, 10_000)).unwrap();
+    store.purge_upto(log_id(1, 20)).unwrap();
+    let r = store.read_handle();
+    assert_eq!(
+        store.log_state(),
+        (Some(log_id(1, 20)), Some(log_id(1, 20)))
+    );
+    assert_eq!((r.start_position(), r.end_position()), (10_000, 10_000));
+    assert_eq!(r.end_of(20), Some(10_000));
+    assert_eq!(r.first_index(), None);
+    assert_eq!(log_files(&dir), ["00000000000000010000.log"]);
+    append_range(&mut store, 2, 21..=24, 50);
+    let expected: Vec<(u64, u32)> = (0..4).map(|k| (10_000 + k * 83, 83)).collect();
+    assert_eq!(positions(&store, 21..=24), expected);
+    assert_eq!(r.end_of(20), Some(10_000));
+    assert_eq!(r.end_of(21), Some(10_083));
+    assert_eq!(meta.read_rebase().unwrap(), Some(point(21, 10_000)));
+    drop(store);
+    let store = open_mem(&dir, &meta, 200).unwrap();
+    assert_eq!(positions(&store, 21..=24), expected);
+    assert_eq!(
+        store.log_state(),
+        (Some(log_id(1, 20)), Some(log_id(2, 24)))
+    );
+}
+
+#[test]
+fn hint_recorded_after_the_purge_is_applied_by_the_next_append_or_at_open() {
+    // openraft 0.9 runs the purge of a snapshot install before the state machine has
+    // installed it (and recorded the hint); the append of the next entry comes after.
+    for reopen in [false, true] {
+        let dir = MemDir::new();
+        let meta = Meta::memory();
+        let mut store = five_entries(&dir, &meta);
+        store.purge_upto(log_id(1, 20)).unwrap();
+        assert_eq!(store.read_handle().end_position(), 415);
+        assert_eq!(log_files(&dir), ["00000000000000000332.log"]);
+        store.rebase_hint().record(point(21, 1_000)).unwrap();
+        if reopen {
+            drop(store);
+            store = open_mem(&dir, &meta, 200).unwrap();
+            assert_eq!(store.read_handle().end_position(), 1_000);
+            assert_eq!(log_files(&dir), ["00000000000000001000.log"]);
+        }
+        append_range(&mut store, 2, 21..=22, 50);
+        assert_eq!(positions(&store, 21..=22), [(1_000, 83), (1_083, 83)]);
+        assert_eq!(log_files(&dir), ["00000000000000001000.log"]);
+    }
+}
+
+#[test]
+fn hint_is_ignored_unless_it_follows_the_purge_point_of_an_empty_log() {
+    let dir = MemDir::new();
+    let meta = Meta::memory();
+    let mut store = five_entries(&dir, &meta);
+    let before = positions(&store, 1..=5);
+    // Entries remain above the purge point: positions are already the replicated ones.
+    store.rebase_hint().record(point(4, 9_999)).unwrap();
+    store.purge_upto(log_id(1, 3)).unwrap();
+    assert_eq!(positions(&store, 4..=5), before[3..]);
+    // A point for another index does not apply to this purge point.
+    store.rebase_hint().record(point(30, 5_000)).unwrap();
+    store.purge_upto(log_id(1, 20)).unwrap();
+    assert_eq!(store.read_handle().end_position(), 415);
+    append_range(&mut store, 2, 21..=21, 50);
+    assert_eq!(store.read_handle().entry_position(21).unwrap().0, 415);
+    // An older point never replaces a newer one.
+    store.rebase_hint().record(point(25, 1)).unwrap();
+    assert_eq!(store.rebase_hint().get(), Some(point(30, 5_000)));
+    assert_eq!(meta.read_rebase().unwrap(), Some(point(30, 5_000)));
+}
+
+#[test]
+fn rebase_below_the_old_end_and_onto_an_old_segment_name() {
+    // A node whose own (divergent, uncommitted) tail ran further than the replicated log.
+    for position in [100, 332] {
+        let dir = MemDir::new();
+        let meta = Meta::memory();
+        let mut store = five_entries(&dir, &meta);
+        store.rebase_hint().record(point(21, position)).unwrap();
+        store.purge_upto(log_id(1, 20)).unwrap();
+        assert_eq!(log_files(&dir), [segment_file_name(position)]);
+        assert_eq!(dir.contents(&segment_file_name(position)).unwrap().len(), 0);
+        append_range(&mut store, 2, 21..=23, 50);
+        let expected: Vec<(u64, u32)> = (0..3).map(|k| (position + k * 83, 83)).collect();
+        assert_eq!(positions(&store, 21..=23), expected);
+        drop(store);
+        let store = open_mem(&dir, &meta, 200).unwrap();
+        assert_eq!(positions(&store, 21..=23), expected);
+        let e = store.read_handle().read_entries(21..=23).unwrap();
+        assert_eq!(
+            e.iter().map(|e| e.log_id).collect::<Vec<_>>(),
+            [log_id(2, 21), log_id(2, 22), log_id(2, 23)]
+        );
+    }
+}
+
+/// Checks a store recovered after a crash during a rebase to `position` after purging up to
+/// 20: every entry up to 20 is gone, the log ends at `position` (or entry 21 is there, if its
+/// append completed), and appends go there.
+fn check_rebased(dir: &MemDir, meta: &Meta, position: u64, appended_21: bool, what: &str) {
+    let mut store = open_mem(dir, meta, 200).unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert_eq!(store.log_state().0, Some(log_id(1, 20)), "{what}");
+    assert_eq!(log_files(dir), [segment_file_name(position)], "{what}");
+    let r = store.read_handle();
+    if r.last_index() == Some(21) {
+        assert_eq!(r.entry_position(21), Some((position, 83)), "{what}");
+    } else {
+        assert!(!appended_21, "{what}: a completed append was lost");
+        assert_eq!(r.last_index(), None, "{what}");
+        assert_eq!(r.end_position(), position, "{what}");
+        append_range(&mut store, 2, 21..=21, 50);
+    }
+    append_range(&mut store, 2, 22..=23, 50);
+    let expected: Vec<(u64, u32)> = (0..3).map(|k| (position + k * 83, 83)).collect();
+    assert_eq!(positions(&store, 21..=23), expected, "{what}");
+    drop(store);
+    let store = open_mem(dir, meta, 200).unwrap();
+    assert_eq!(positions(&store, 21..=23), expected, "{what}");
+}
+
+#[test]
+fn crash_at_every_step_of_a_rebase_recovers_to_the_rebased_log() {
+    // Beyond the old end, inside it, onto a sealed segment's name, onto the tail's name.
+    for position in [10_000u64, 100, 166, 332] {
+        for hint_first in [true, false] {
+            let mut completed = false;
+            for budget in 0..40u64 {
+                let what = format!("position {position}, hint first {hint_first}, budget {budget}");
+                let dir = MemDir::new();
+                let meta = Meta::memory();
+                let mut store = five_entries(&dir, &meta);
+                let mut appended_21 = false;
+                if hint_first {
+                    // Rebase inside purge_upto (the hint was there first).
+                    store.rebase_hint().record(point(21, position)).unwrap();
+                    dir.set_op_budget(Some(budget));
+                    completed = store.purge_upto(log_id(1, 20)).is_ok();
+                } else {
+                    // Rebase inside the first append (openraft's order).
+                    store.purge_upto(log_id(1, 20)).unwrap();
+                    store.rebase_hint().record(point(21, position)).unwrap();
+                    dir.set_op_budget(Some(budget));
+                    let (tx, rx) = mpsc::channel();
+                    let accepted = store
+                        .append_entries(
+                            vec![normal(2, 21, 50)],
+                            Box::new(move |r| tx.send(r.is_ok()).unwrap()),
+                        )
+                        .is_ok();
+                    appended_21 = rx.recv_timeout(WAIT).expect("completion") && accepted;
+                    completed = appended_21;
+                }
+                let crashed = dir.crash(budget);
+                drop(store);
+                check_rebased(&crashed, &meta, position, appended_21, &what);
+                if completed {
+                    break;
+                }
+            }
+            assert!(completed, "position {position}: never completed");
+        }
+    }
+}
+
+#[test]
+fn hand_built_rebase_crash_states_recover() {
+    // The directory states a rebase to `position` passes through, built by hand: old
+    // segments (all purged) with and without the new empty one, and with some deleted.
+    for position in [10_000u64, 100, 166] {
+        for (new_segment, removed) in [
+            (false, &[][..]),
+            (true, &[][..]),
+            (
+                true,
+                &["00000000000000000000.log", "00000000000000000000.idx"][..],
+            ),
+            (
+                true,
+                &["00000000000000000166.log", "00000000000000000332.log"][..],
+            ),
+        ] {
+            let what = format!("position {position}, new {new_segment}, removed {removed:?}");
+            let dir = MemDir::new();
+            let meta = Meta::memory();
+            drop(five_entries(&dir, &meta));
+            meta.save_purged(&log_id(1, 20)).unwrap();
+            meta.save_rebase(&point(21, position)).unwrap();
+            for name in removed {
+                dir.remove(name).unwrap();
+            }
+            if new_segment {
+                dir.create(&segment_file_name(position)).unwrap();
+            }
+            dir.sync_dir().unwrap();
+            check_rebased(&dir, &meta, position, false, &what);
+        }
+    }
+}
+
+#[test]
+fn lone_empty_segment_beyond_purged_data_is_the_end() {
+    // Without a rebase point, an empty last segment beyond wholly purged data still holds
+    // the end (the older segments are dropped before the chain is checked).
+    let dir = MemDir::new();
+    let meta = Meta::memory();
+    drop(five_entries(&dir, &meta));
+    meta.save_purged(&log_id(1, 7)).unwrap();
+    dir.create(&segment_file_name(5_000)).unwrap();
+    dir.sync_dir().unwrap();
+    let mut store = open_mem(&dir, &meta, 200).unwrap();
+    assert_eq!(store.read_handle().end_position(), 5_000);
+    assert_eq!(log_files(&dir), ["00000000000000005000.log"]);
+    append_range(&mut store, 1, 8..=8, 50);
+    assert_eq!(store.read_handle().entry_position(8).unwrap().0, 5_000);
+}
+
+#[test]
+fn holes_in_live_data_are_still_refused() {
+    // 12 entries, 2 per segment: 0 [1,2], 166 [3,4], 332 [5,6], 498 [7,8], ...
+    let build = || {
+        let dir = MemDir::new();
+        let meta = Meta::memory();
+        let mut store = open_mem(&dir, &meta, 200).unwrap();
+        append_range(&mut store, 1, 1..=12, 50);
+        drop(store);
+        (dir, meta)
+    };
+    // A missing segment between live ones.
+    let (dir, meta) = build();
+    dir.remove("00000000000000000332.log").unwrap();
+    dir.remove("00000000000000000332.idx").unwrap();
+    match open_mem(&dir, &meta, 200) {
+        Err(LogStoreError::Corrupt { file, offset, .. }) => {
+            assert_eq!((file.as_str(), offset), ("00000000000000000166.log", 166))
+        }
+        other => panic!("expected a hole error, got {other:?}"),
+    }
+    // A missing segment just above the purge point: entries 3..=4 are gone.
+    let (dir, meta) = build();
+    meta.save_purged(&log_id(1, 2)).unwrap();
+    dir.remove("00000000000000000166.log").unwrap();
+    match open_mem(&dir, &meta, 200) {
+        Err(LogStoreError::Corrupt { file, reason, .. }) => {
+            assert_eq!(file, "00000000000000000332.log");
+            assert!(reason.contains("missing"), "{reason}");
+        }
+        other => panic!("expected a hole error, got {other:?}"),
+    }
+    // A rebase point does not excuse a hole in live data either.
+    let (dir, meta) = build();
+    meta.save_purged(&log_id(1, 2)).unwrap();
+    meta.save_rebase(&point(3, 5_000)).unwrap();
+    dir.remove("00000000000000000166.log").unwrap();
+    assert!(matches!(
+        open_mem(&dir, &meta, 200),
+        Err(LogStoreError::Corrupt { .. })
     ));
 }

@@ -8,12 +8,17 @@
 //!   of a later segment can be durable while an earlier one is incomplete;
 //! - truncate removes later segments back to front, then cuts the file, and syncs before it
 //!   returns: every intermediate state is a prefix of the old log;
-//! - purge syncs, then saves the purge point (flushed), then deletes segments.
+//! - purge syncs, then saves the purge point (flushed), then deletes segments;
+//! - rebase (an emptied log moved to the replicated position after a snapshot install) runs
+//!   only once the purge point and the rebase point are saved (flushed), creates and syncs
+//!   the new empty segment and the directory, and only then deletes the old segments and
+//!   syncs the directory again: see [`SegmentedLogStore::rebase`].
 
 use std::io;
 
 use super::frame::encode_entry;
 use super::index::Segment;
+use super::rebase::RebasePoint;
 use super::segment::{segment_file_name, sidecar_file_name, write_sidecar, Sidecar};
 use super::{Active, Completion, LogStoreError, SegmentedLogStore};
 use crate::types::{Entry, LogId};
@@ -44,6 +49,12 @@ impl SegmentedLogStore {
         I: IntoIterator<Item = Entry>,
     {
         if let Some(e) = self.flusher.failure() {
+            done(Err(e.to_io()));
+            return Err(e);
+        }
+        // The first append after a snapshot install is where a rebase point recorded after
+        // the purge is seen (see `rebase.rs` for why the purge may come first).
+        if let Err(e) = self.rebase_if_hinted() {
             done(Err(e.to_io()));
             return Err(e);
         }
@@ -289,7 +300,8 @@ impl SegmentedLogStore {
 
     /// Purges entries up to `log_id` (inclusive): saves the purge point, then deletes every
     /// segment that ends at or before it (the last segment always stays: it holds the end
-    /// position).
+    /// position). If that empties the log and the rebase hint gives the position of entry
+    /// `log_id.index + 1` (a snapshot install), the log is rebased there.
     pub fn purge_upto(&mut self, log_id: LogId) -> Result<(), LogStoreError> {
         if self
             .shared
@@ -320,20 +332,127 @@ impl SegmentedLogStore {
             }
             removed
         };
-        if removed.is_empty() {
-            return Ok(());
+        if !removed.is_empty() {
+            let dir = self.dir.as_ref();
+            for seg in &removed {
+                remove_if_exists(dir, &seg.name)?;
+                remove_if_exists(dir, &sidecar_file_name(seg.base))?;
+                tracing::debug!(segment = %seg.name, "purged log segment");
+            }
+            dir.sync_dir().map_err(LogStoreError::io(
+                "sync directory after purging",
+                removed[0].name.clone(),
+            ))?;
         }
+        self.rebase_if_hinted()
+    }
+
+    /// Rebases the log if it is empty (every entry purged) and the rebase hint says where the
+    /// entry after the purge point begins, and that is not where the log ends now.
+    fn rebase_if_hinted(&mut self) -> Result<(), LogStoreError> {
+        let (purged, end) = {
+            let st = self.shared.read();
+            if st.last.is_some() {
+                return Ok(());
+            }
+            let Some(purged) = st.purged else {
+                return Ok(());
+            };
+            (purged, st.end_position())
+        };
+        match self.hint.get() {
+            Some(point) if point.first_index == purged.index + 1 && point.position != end => {
+                self.rebase(point)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Replaces every segment of an empty log with one empty segment starting at
+    /// `point.position`, so entry `point.first_index` goes exactly there.
+    ///
+    /// Crash safety: the purge point (`point.first_index - 1`) and `point` itself are already
+    /// saved and flushed in the metadata (by `purge_upto` and [`super::RebaseHint::record`]).
+    /// Then: create the new segment, sync it and the directory; delete the old segments and
+    /// their sidecars; sync the directory. Appends only follow once this returns. A crash at
+    /// any step leaves only segments wholly at or below the purge point, with or without the
+    /// new empty one; recovery drops the former and, from the saved rebase point, (re)creates
+    /// the latter, so it ends in the same state as a completed rebase.
+    fn rebase(&mut self, point: RebasePoint) -> Result<(), LogStoreError> {
+        if let Some(e) = self.flusher.failure() {
+            return Err(e);
+        }
+        let log = self.shared.clone();
+        let io = log.lock_io();
+        // Nothing can be buffered in an empty log, but keep the invariant that the buffer
+        // belongs to the last segment.
+        self.flusher.write_out_now(&io)?;
+        let name = segment_file_name(point.position);
+        // The name may be an old (wholly purged) segment's: `create` empties it.
+        let file = self
+            .dir
+            .create(&name)
+            .map_err(LogStoreError::io("create", name.clone()))?;
+        if let Err(source) = file.sync_data() {
+            return Err(self.flusher.fail(format!("sync {name}: {source}")));
+        }
+        if let Err(source) = self.dir.sync_dir() {
+            return Err(self
+                .flusher
+                .fail(format!("sync directory after creating {name}: {source}")));
+        }
+        let old: Vec<Segment> = {
+            let mut st = self.shared.write();
+            let old = st.segments.drain(..).collect();
+            st.segments.push_back(Segment {
+                base: point.position,
+                first_index: point.first_index,
+                ends: Vec::new(),
+                file: file.clone(),
+                name: name.clone(),
+            });
+            st.tail.clear();
+            st.tail_start = point.position;
+            old
+        };
+        let from = self.active.base + self.active.len;
+        self.active = Active {
+            base: point.position,
+            len: 0,
+            last_index: None,
+            file,
+            name: name.clone(),
+        };
+        self.buffered = 0;
+        let result = self.remove_rebased(&old, &name);
+        drop(io);
+        result.map_err(|e| {
+            self.flusher
+                .fail(format!("log rebase failed half way: {e}"))
+        })?;
+        tracing::info!(
+            first_index = point.first_index,
+            from,
+            to = point.position,
+            "log rebased onto the snapshot's position"
+        );
+        Ok(())
+    }
+
+    /// Deletes the segments replaced by a rebase (but not the new one, `keep`) and syncs the
+    /// directory.
+    fn remove_rebased(&self, old: &[Segment], keep: &str) -> Result<(), LogStoreError> {
         let dir = self.dir.as_ref();
-        for seg in &removed {
-            remove_if_exists(dir, &seg.name)?;
+        for seg in old {
             remove_if_exists(dir, &sidecar_file_name(seg.base))?;
-            tracing::debug!(segment = %seg.name, "purged log segment");
+            if seg.name != keep {
+                remove_if_exists(dir, &seg.name)?;
+            }
         }
         dir.sync_dir().map_err(LogStoreError::io(
-            "sync directory after purging",
-            removed[0].name.clone(),
-        ))?;
-        Ok(())
+            "sync directory after rebasing onto",
+            keep,
+        ))
     }
 
     /// Reads (CRC-checked) the log id of the present entry `index`.

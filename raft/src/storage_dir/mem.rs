@@ -6,6 +6,10 @@
 //! `sync_dir`. Of the writes since the last sync, a crash keeps nothing, or (by seed) an
 //! in-order prefix of them with the next one torn at a random byte, or a page of garbage or
 //! zeros after the synced bytes.
+//!
+//! To crash *between* two steps of a multi-step operation, [`MemDir::set_op_budget`] makes
+//! every mutating operation fail after a given number of them; the test then crashes the
+//! directory and recovers, once for every budget.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -53,6 +57,22 @@ struct MemInner {
     write_budget: Option<u64>,
     /// When set, every `sync_data`/`sync_dir` fails with EIO and makes nothing durable.
     fail_sync: bool,
+    /// Mutating operations that may still succeed before every one fails with EIO.
+    op_budget: Option<u64>,
+}
+
+impl MemInner {
+    /// Counts one mutating operation against the budget; EIO once it is spent.
+    fn take_op(&mut self) -> io::Result<()> {
+        match &mut self.op_budget {
+            Some(0) => Err(io::Error::from_raw_os_error(EIO)),
+            Some(left) => {
+                *left -= 1;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -166,6 +186,13 @@ impl MemDir {
         self.lock_inner().write_budget = bytes;
     }
 
+    /// After `ops` more mutating operations (file write, `set_len`, `sync_data`; directory
+    /// create, remove, rename, `sync_dir`) every further one fails with EIO and changes
+    /// nothing, until the budget is lifted with `None`. Reads keep working.
+    pub fn set_op_budget(&self, ops: Option<u64>) {
+        self.lock_inner().op_budget = ops;
+    }
+
     /// While `fail` is set, every sync fails with EIO and makes nothing durable.
     pub fn set_sync_failure(&self, fail: bool) {
         self.lock_inner().fail_sync = fail;
@@ -234,6 +261,7 @@ impl StorageDir for MemDir {
         if inner.fenced {
             return Err(crashed());
         }
+        inner.take_op()?;
         let id = if let Some(&id) = inner.names.get(name) {
             if let Some(file) = inner.files.get_mut(&id) {
                 file.data.clear();
@@ -256,6 +284,7 @@ impl StorageDir for MemDir {
         if inner.fenced {
             return Err(crashed());
         }
+        inner.take_op()?;
         inner
             .names
             .remove(name)
@@ -268,6 +297,7 @@ impl StorageDir for MemDir {
         if inner.fenced {
             return Err(crashed());
         }
+        inner.take_op()?;
         let id = inner
             .names
             .remove(from)
@@ -281,6 +311,7 @@ impl StorageDir for MemDir {
         if inner.fenced {
             return Err(crashed());
         }
+        inner.take_op()?;
         if inner.fail_sync {
             return Err(io::Error::from_raw_os_error(EIO));
         }
@@ -326,12 +357,16 @@ struct MemFileHandle {
 impl MemFileHandle {
     fn with_file<T>(
         &self,
+        mutating: bool,
         f: impl FnOnce(&mut MemFile, &mut Option<u64>, bool) -> io::Result<T>,
     ) -> io::Result<T> {
         let mut guard = self.dir.lock_inner();
         let inner = &mut *guard;
         if inner.fenced {
             return Err(crashed());
+        }
+        if mutating {
+            inner.take_op()?;
         }
         let file = inner
             .files
@@ -343,7 +378,7 @@ impl MemFileHandle {
 
 impl SegmentFile for MemFileHandle {
     fn write_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
-        self.with_file(|file, budget, _| {
+        self.with_file(true, |file, budget, _| {
             let (take, fail) = match budget {
                 Some(left) if (buf.len() as u64) > *left => (*left as usize, true),
                 Some(left) => {
@@ -368,7 +403,7 @@ impl SegmentFile for MemFileHandle {
     }
 
     fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<()> {
-        self.with_file(|file, _, _| {
+        self.with_file(false, |file, _, _| {
             let start = usize::try_from(pos).unwrap_or(usize::MAX);
             let end = start.saturating_add(buf.len());
             if end > file.data.len() {
@@ -380,7 +415,7 @@ impl SegmentFile for MemFileHandle {
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
-        self.with_file(|file, _, _| {
+        self.with_file(true, |file, _, _| {
             let op = Op::SetLen(len);
             apply(&mut file.data, &op);
             file.unsynced.push(op);
@@ -389,11 +424,11 @@ impl SegmentFile for MemFileHandle {
     }
 
     fn len(&self) -> io::Result<u64> {
-        self.with_file(|file, _, _| Ok(file.data.len() as u64))
+        self.with_file(false, |file, _, _| Ok(file.data.len() as u64))
     }
 
     fn sync_data(&self) -> io::Result<()> {
-        self.with_file(|file, _, fail_sync| {
+        self.with_file(true, |file, _, fail_sync| {
             if fail_sync {
                 return Err(io::Error::from_raw_os_error(EIO));
             }
