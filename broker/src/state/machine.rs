@@ -1,0 +1,471 @@
+//! [`BrokerStateMachine`]: applies commands, answers queries, snapshots its metadata.
+//!
+//! Rules (identical on every replica; nothing here reads a clock, a random number or
+//! local config):
+//!
+//! - **Queue offsets** are assigned in apply order, per (topic, queue id), from the queue's
+//!   max offset; never reused, even after purge.
+//! - **Physical offset** of record k = the command's `payload_position` + the record's
+//!   offset within the command bytes. An append without a position is a fatal error.
+//! - **Store time** of consume-queue units is the command's timestamp, clamped to be
+//!   non-decreasing across applies (a new leader with a slower clock cannot make
+//!   SEARCH_OFFSET_BY_TIMESTAMP's binary search wrong); records keep the leader's stamp.
+//! - **Unknown topic or queue id out of range** at apply: the record is still indexed; its
+//!   queue is created (offsets from 0) and the topic table is *not* changed. Nothing that is
+//!   in the log is lost, and once the topic exists (the leader proposes `UpsertTopic` before
+//!   appending) its queues are readable. Only a negative queue id (no consumer could address
+//!   it) rejects the command.
+//! - **All or nothing**: every record of an append is decoded and checked before any is
+//!   applied; a malformed command is answered [`Reply::Rejected`] and changes nothing.
+//!   A tag this version does not know (or a reserved one) is fatal: skipping a state change
+//!   an upgraded replica makes would diverge.
+//! - **Idempotency**: for appends flagged dedup, a `(topic, UNIQ_KEY)` still in the window is
+//!   answered with its first result (marked duplicate) and adds no unit.
+
+use bytes::Bytes;
+use raftmq_protocol::body::topic::{DataVersion, TopicConfig};
+use raftmq_protocol::message::properties::keys;
+use raftmq_protocol::message::{tag_code, MessageRecord};
+use raftmq_raft::state_machine::{Committed, CommittedPayload, SmError, StateMachine};
+use raftmq_raft::types::{LogId, StoredMembership};
+
+use super::command::{Append, AppendResult, Command, CommandError, OffsetCommit, Reply};
+use super::consume_queue::{Boundary, ConsumeQueue, CqUnit, QueueTable};
+use super::key_index::{DedupWindow, KeyIndex, DEDUP_WINDOW_MAX};
+use super::offsets::ConsumerOffsets;
+use super::pull::{pull, PullLimits, PullResult, TagFilter};
+use super::snapshot::{QueueBase, SnapshotV1};
+use super::topics::TopicTable;
+
+/// The broker's replicated state: topics, consume queues, consumer offsets, key index and
+/// idempotency window. See the module docs for the apply rules.
+#[derive(Debug, Clone)]
+pub struct BrokerStateMachine {
+    pub(super) last_applied: Option<LogId>,
+    pub(super) membership: StoredMembership,
+    pub(super) topics: TopicTable,
+    pub(super) queues: QueueTable,
+    pub(super) offsets: ConsumerOffsets,
+    pub(super) keys: KeyIndex,
+    pub(super) dedup: DedupWindow,
+    pub(super) last_store_time: i64,
+    pub(super) purged_upto: i64,
+}
+
+impl Default for BrokerStateMachine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What apply needs from one record, gathered before anything changes.
+struct Prepared {
+    offset_in_command: usize,
+    topic: String,
+    queue_id: i32,
+    unit_size: i32,
+    tag_code: i64,
+    keys: Vec<String>,
+    uniq_key: Option<String>,
+}
+
+fn prepare(append: &Append) -> Result<Vec<Prepared>, String> {
+    let mut out = Vec::with_capacity(append.records.len());
+    let mut offset = super::command::APPEND_HEADER_BYTES;
+    for (k, bytes) in append.records.iter().enumerate() {
+        let (record, len) = MessageRecord::decode(bytes).map_err(|e| format!("record {k}: {e}"))?;
+        if len != bytes.len() {
+            return Err(format!("record {k}: TOTALSIZE {len} ≠ {}", bytes.len()));
+        }
+        if record.queue_id < 0 {
+            return Err(format!("record {k}: negative queue id {}", record.queue_id));
+        }
+        let props = &record.properties;
+        let keys = props
+            .get(keys::KEYS)
+            .map(|k| {
+                k.split(' ')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(Prepared {
+            offset_in_command: offset,
+            queue_id: record.queue_id,
+            unit_size: i32::try_from(len).map_err(|_| format!("record {k}: too large"))?,
+            tag_code: tag_code(props.get(keys::TAGS)),
+            keys,
+            uniq_key: props.get(keys::UNIQ_KEY).map(str::to_owned),
+            topic: record.topic,
+        });
+        offset += len;
+    }
+    Ok(out)
+}
+
+impl BrokerStateMachine {
+    /// The initial state: seeded system topics, nothing else.
+    pub fn new() -> Self {
+        BrokerStateMachine {
+            last_applied: None,
+            membership: StoredMembership::default(),
+            topics: TopicTable::default(),
+            queues: QueueTable::default(),
+            offsets: ConsumerOffsets::default(),
+            keys: KeyIndex::default(),
+            dedup: DedupWindow::default(),
+            last_store_time: 0,
+            purged_upto: 0,
+        }
+    }
+
+    /// Applies one encoded command at `payload_position`; `Err` only for fatal conditions.
+    pub fn apply_command(
+        &mut self,
+        bytes: &Bytes,
+        payload_position: Option<u64>,
+    ) -> Result<Reply, SmError> {
+        let command = match Command::decode(bytes) {
+            Ok(c) => c,
+            Err(e @ CommandError::UnknownTag(_)) => return Err(SmError(e.to_string())),
+            Err(e) => {
+                tracing::warn!(error = %e, "rejected a malformed command");
+                return Ok(Reply::Rejected(e.to_string()));
+            }
+        };
+        Ok(match command {
+            Command::Append(a) => {
+                let position = payload_position.ok_or_else(|| {
+                    SmError("an append without a log position: physical offsets unknown".into())
+                })?;
+                self.apply_append(&a, position)
+            }
+            Command::CommitOffsets(commits) => {
+                for OffsetCommit {
+                    group,
+                    topic,
+                    queue_id,
+                    offset,
+                } in &commits
+                {
+                    self.offsets.commit(group, topic, *queue_id, *offset);
+                }
+                Reply::Done
+            }
+            Command::UpsertTopic {
+                config,
+                timestamp_ms,
+            } => self.apply_upsert(config, timestamp_ms),
+            Command::DeleteTopic {
+                topic,
+                timestamp_ms,
+            } => {
+                if self.topics.delete(&topic, timestamp_ms) {
+                    self.queues.remove_topic(&topic);
+                    self.offsets.remove_topic(&topic);
+                    self.keys.remove_topic(&topic);
+                    self.dedup.remove_topic(&topic);
+                }
+                Reply::Done
+            }
+            Command::Purge {
+                upto_physical_offset,
+            } => {
+                if upto_physical_offset > self.purged_upto {
+                    self.purged_upto = upto_physical_offset;
+                    self.queues.purge_below(upto_physical_offset);
+                    self.keys.purge_below(upto_physical_offset);
+                }
+                Reply::Done
+            }
+        })
+    }
+
+    fn apply_upsert(&mut self, config: TopicConfig, timestamp_ms: i64) -> Reply {
+        if config.topic_name.is_empty() {
+            return Reply::Rejected("topic config without a name".into());
+        }
+        if config.read_queue_nums < 0 || config.write_queue_nums < 0 {
+            return Reply::Rejected(format!("topic {}: negative queue count", config.topic_name));
+        }
+        self.topics.upsert(config, timestamp_ms);
+        Reply::Done
+    }
+
+    fn apply_append(&mut self, append: &Append, position: u64) -> Reply {
+        let prepared = match prepare(append) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "rejected a malformed append");
+                return Reply::Rejected(e);
+            }
+        };
+        let fits = i64::try_from(position)
+            .ok()
+            .and_then(|p| p.checked_add(append.encoded_len() as i64))
+            .is_some();
+        if !fits {
+            return Reply::Rejected(format!("log position {position} out of range"));
+        }
+        let store_time = append.store_timestamp_ms.max(self.last_store_time);
+        self.last_store_time = store_time;
+        let mut results = Vec::with_capacity(prepared.len());
+        for p in prepared {
+            if append.dedup {
+                if let Some(first) = p
+                    .uniq_key
+                    .as_deref()
+                    .and_then(|u| self.dedup.get(&p.topic, u))
+                {
+                    results.push(AppendResult {
+                        duplicate: true,
+                        ..first
+                    });
+                    continue;
+                }
+            }
+            // Cannot overflow: checked for the command's end above.
+            let physical_offset = position as i64 + p.offset_in_command as i64;
+            let unit = CqUnit {
+                physical_offset,
+                size: p.unit_size,
+                tag_code: p.tag_code,
+            };
+            let queue_offset = self
+                .queues
+                .get_or_create(&p.topic, p.queue_id)
+                .append(unit, store_time);
+            for key in p.keys.iter().chain(p.uniq_key.as_ref()) {
+                self.keys.add(&p.topic, key, physical_offset, store_time);
+            }
+            let result = AppendResult {
+                queue_id: p.queue_id,
+                queue_offset,
+                physical_offset,
+                duplicate: false,
+            };
+            if append.dedup {
+                if let Some(u) = &p.uniq_key {
+                    self.dedup.insert(&p.topic, u, result);
+                }
+            }
+            results.push(result);
+        }
+        Reply::Appended(results)
+    }
+
+    // ---- queries -------------------------------------------------------------------------
+
+    /// One past the last message of the queue (0 for an unknown queue).
+    pub fn max_offset(&self, topic: &str, queue_id: i32) -> i64 {
+        self.queues
+            .get(topic, queue_id)
+            .map_or(0, ConsumeQueue::max_offset)
+    }
+
+    /// First retained offset of the queue (0 for an unknown queue).
+    pub fn min_offset(&self, topic: &str, queue_id: i32) -> i64 {
+        self.queues
+            .get(topic, queue_id)
+            .map_or(0, ConsumeQueue::min_offset)
+    }
+
+    /// The consume queue, if it exists.
+    pub fn queue(&self, topic: &str, queue_id: i32) -> Option<&ConsumeQueue> {
+        self.queues.get(topic, queue_id)
+    }
+
+    /// Up to `max_n` units from offset `from` (empty unless `from` is retained).
+    pub fn units(&self, topic: &str, queue_id: i32, from: i64, max_n: usize) -> &[CqUnit] {
+        self.queues
+            .get(topic, queue_id)
+            .map_or(&[][..], |q| q.units(from, max_n))
+    }
+
+    /// Reads and classifies a pull (§2.4.4); see [`super::pull::pull`].
+    pub fn pull(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        queue_offset: i64,
+        limits: PullLimits,
+        filter: &TagFilter,
+    ) -> PullResult {
+        pull(
+            self.queues.get(topic, queue_id),
+            queue_offset,
+            limits,
+            filter,
+        )
+    }
+
+    /// SEARCH_OFFSET_BY_TIMESTAMP (§2.4.7); 0 for an unknown queue.
+    pub fn search_offset_by_timestamp(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        timestamp: i64,
+        boundary: Boundary,
+    ) -> i64 {
+        self.queues
+            .get(topic, queue_id)
+            .map_or(0, |q| q.search_by_time(timestamp, boundary))
+    }
+
+    /// Store time of the queue's first retained message (GET_EARLIEST_MSG_STORETIME).
+    pub fn earliest_store_time(&self, topic: &str, queue_id: i32) -> Option<i64> {
+        let q = self.queues.get(topic, queue_id)?;
+        q.store_time(q.min_offset())
+    }
+
+    /// Store time of the message at `offset`, if retained.
+    pub fn store_time(&self, topic: &str, queue_id: i32, offset: i64) -> Option<i64> {
+        self.queues.get(topic, queue_id)?.store_time(offset)
+    }
+
+    /// The committed offset of (group, topic, queue), if any.
+    pub fn consumer_offset(&self, group: &str, topic: &str, queue_id: i32) -> Option<i64> {
+        self.offsets.get(group, topic, queue_id)
+    }
+
+    /// All committed offsets.
+    pub fn consumer_offsets(&self) -> &ConsumerOffsets {
+        &self.offsets
+    }
+
+    /// Physical offsets of records of `topic` with `key` (a KEYS word or UNIQ_KEY) stored
+    /// within `[begin, end]` ms, newest first, at most `max`.
+    pub fn lookup_keys(
+        &self,
+        topic: &str,
+        key: &str,
+        begin: i64,
+        end: i64,
+        max: usize,
+    ) -> Vec<i64> {
+        self.keys.lookup(topic, key, begin, end, max)
+    }
+
+    /// The topic table.
+    pub fn topics(&self) -> &std::collections::BTreeMap<String, TopicConfig> {
+        self.topics.all()
+    }
+
+    /// One topic's config.
+    pub fn topic(&self, name: &str) -> Option<&TopicConfig> {
+        self.topics.get(name)
+    }
+
+    /// The topic table's version.
+    pub fn data_version(&self) -> DataVersion {
+        self.topics.data_version()
+    }
+
+    /// Highest purge point applied (0 if none).
+    pub fn purged_upto(&self) -> i64 {
+        self.purged_upto
+    }
+
+    /// Keys currently in the idempotency window.
+    pub fn dedup_len(&self) -> usize {
+        self.dedup.len()
+    }
+
+    // ---- snapshots -----------------------------------------------------------------------
+
+    /// The snapshot bytes (see [`super::snapshot`]).
+    pub fn snapshot_bytes(&self) -> Result<Vec<u8>, SmError> {
+        SnapshotV1 {
+            last_applied: self.last_applied,
+            membership: self.membership.clone(),
+            data_version: self.topics.data_version(),
+            topics: self.topics.all().values().cloned().collect(),
+            offsets: self.offsets.clone(),
+            queues: self
+                .queues
+                .iter()
+                .map(|(topic, queue_id, q)| QueueBase {
+                    topic: topic.to_owned(),
+                    queue_id,
+                    min_offset: q.min_offset(),
+                    next_offset: q.max_offset(),
+                })
+                .collect(),
+            dedup: self.dedup.entries(),
+            last_store_time: self.last_store_time,
+            purged_upto: self.purged_upto,
+        }
+        .encode()
+        .map_err(SmError)
+    }
+
+    /// Replaces the whole state with a snapshot's. Queues start empty at their next offset
+    /// (min = max = base): the installing node has no log below the snapshot.
+    pub fn install(
+        &mut self,
+        last: Option<LogId>,
+        membership: StoredMembership,
+        data: &[u8],
+    ) -> Result<(), SmError> {
+        let s = SnapshotV1::decode(data).map_err(SmError)?;
+        let mut queues = QueueTable::default();
+        for b in &s.queues {
+            queues.insert(
+                &b.topic,
+                b.queue_id,
+                ConsumeQueue::starting_at(b.next_offset),
+            );
+        }
+        *self = BrokerStateMachine {
+            last_applied: last,
+            membership,
+            topics: TopicTable::from_parts(s.topics, s.data_version),
+            queues,
+            offsets: s.offsets,
+            keys: KeyIndex::default(),
+            dedup: DedupWindow::from_entries(DEDUP_WINDOW_MAX, s.dedup),
+            last_store_time: s.last_store_time,
+            purged_upto: s.purged_upto,
+        };
+        Ok(())
+    }
+}
+
+impl StateMachine for BrokerStateMachine {
+    fn apply(&mut self, entries: &[Committed]) -> Result<Vec<Bytes>, SmError> {
+        let mut replies = Vec::with_capacity(entries.len());
+        for e in entries {
+            let reply = match &e.payload {
+                CommittedPayload::Blank => Bytes::new(),
+                CommittedPayload::Membership(m) => {
+                    self.membership = m.clone();
+                    Bytes::new()
+                }
+                CommittedPayload::Normal(cmd) => {
+                    self.apply_command(cmd, e.payload_position)?.encode()
+                }
+            };
+            self.last_applied = Some(e.log_id);
+            replies.push(reply);
+        }
+        Ok(replies)
+    }
+
+    fn applied_state(&self) -> (Option<LogId>, StoredMembership) {
+        (self.last_applied, self.membership.clone())
+    }
+
+    fn snapshot(&mut self) -> Result<Vec<u8>, SmError> {
+        self.snapshot_bytes()
+    }
+
+    fn install_snapshot(
+        &mut self,
+        last: Option<LogId>,
+        membership: StoredMembership,
+        data: &[u8],
+    ) -> Result<(), SmError> {
+        self.install(last, membership, data)
+    }
+}

@@ -1,0 +1,483 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Queries (pull, time search, key index), idempotency, purge and snapshots.
+
+use raftmq_raft::state_machine::StateMachine;
+use raftmq_raft::types::StoredMembership;
+
+use super::key_index::DedupWindow;
+use super::pull::ScanSummary;
+use super::tests::{append, plain, record, upsert, SimLog};
+use super::*;
+// ---- pull ----------------------------------------------------------------------------------
+
+#[test]
+fn tag_filter_parsing_and_matching() {
+    use raftmq_protocol::message::tag_code;
+    assert_eq!(TagFilter::parse("*"), TagFilter::All);
+    assert_eq!(TagFilter::parse(""), TagFilter::All);
+    assert_eq!(TagFilter::parse(" * "), TagFilter::All);
+    let f = TagFilter::parse("TagA || TagB||  ");
+    assert!(f.matches_code(2_598_919));
+    assert!(f.matches_code(tag_code(Some("TagB"))));
+    assert!(!f.matches_code(tag_code(Some("TagC"))));
+    assert!(
+        !f.matches_code(0),
+        "untagged messages do not match a tag list"
+    );
+    assert!(f.matches_tag(Some("TagA")) && !f.matches_tag(Some("TagC")) && !f.matches_tag(None));
+    // Only the low 32 bits of a unit's code count (Java's intValue()).
+    let big = TagFilter::parse("polygenelubricants");
+    assert!(big.matches_code(tag_code(Some("polygenelubricants"))));
+    assert!(big.matches_code(i64::from(i32::MIN) & 0xFFFF_FFFF));
+    let none = TagFilter::parse("||");
+    assert!(!none.matches_code(0) && !none.matches_tag(Some("")));
+    assert!(TagFilter::All.matches_code(12345) && TagFilter::All.matches_tag(None));
+}
+
+#[test]
+fn classification_table_rows() {
+    use PullStatus::*;
+    let scan = |matched, next_offset| {
+        Some(ScanSummary {
+            matched,
+            next_offset,
+        })
+    };
+    let c = |min, max, off, s| {
+        let r = classify_pull(min, max, off, s);
+        (r.status, r.next_begin_offset)
+    };
+    // Queue has no messages at all.
+    assert_eq!(c(0, 0, 0, None), (NoNewMessage, 0));
+    assert_eq!(c(0, 0, 5, None), (OffsetMoved, 0));
+    assert_eq!(c(0, 0, -1, None), (OffsetMoved, 0));
+    // Below min.
+    assert_eq!(c(10, 20, 3, None), (OffsetMoved, 10));
+    // At max.
+    assert_eq!(c(10, 20, 20, None), (NoNewMessage, 20));
+    assert_eq!(c(20, 20, 20, None), (NoNewMessage, 20));
+    // Beyond max.
+    assert_eq!(c(10, 20, 25, None), (OffsetMoved, 20));
+    // Found: next = after the last examined.
+    assert_eq!(c(10, 20, 12, scan(2, 18)), (Found, 18));
+    // Examined but none matched.
+    assert_eq!(c(10, 20, 12, scan(0, 20)), (RetryImmediately, 20));
+    // Unreadable.
+    assert_eq!(c(10, 20, 12, None), (RetryImmediately, 12));
+}
+
+#[test]
+fn pull_filters_by_tag_and_respects_limits() {
+    let mut sm = BrokerStateMachine::new();
+    let mut log = SimLog::default();
+    let recs = (0..10)
+        .map(|i| record("T", 0, Some(if i % 3 == 0 { "A" } else { "B" }), None, None))
+        .collect();
+    log.appended(&mut sm, &append(false, 1, recs));
+    let all = PullLimits::default();
+    let r = sm.pull("T", 0, 0, all, &TagFilter::All);
+    assert_eq!(r.classification.status, PullStatus::Found);
+    assert_eq!(r.classification.next_begin_offset, 10);
+    assert_eq!((r.min_offset, r.max_offset, r.units.len()), (0, 10, 10));
+    // Tag A: offsets 0, 3, 6, 9.
+    let a = TagFilter::parse("A");
+    let r = sm.pull("T", 0, 1, all, &a);
+    assert_eq!(
+        r.units.iter().map(|u| u.0).collect::<Vec<_>>(),
+        vec![3, 6, 9]
+    );
+    assert_eq!(r.classification.next_begin_offset, 10);
+    // Max messages: stop before the third match; next = after the last examined (6).
+    let two = PullLimits {
+        max_messages: 2,
+        ..all
+    };
+    let r = sm.pull("T", 0, 0, two, &a);
+    assert_eq!(r.units.iter().map(|u| u.0).collect::<Vec<_>>(), vec![0, 3]);
+    assert_eq!(
+        r.classification.next_begin_offset, 4,
+        "full before examining offset 4"
+    );
+    // Byte budget: always one message, then stop.
+    let tiny = PullLimits {
+        max_messages: 32,
+        max_bytes: 1,
+    };
+    let r = sm.pull("T", 0, 4, tiny, &TagFilter::All);
+    assert_eq!((r.units.len(), r.classification.next_begin_offset), (1, 5));
+    // No match: retry immediately past the examined entries.
+    let r = sm.pull("T", 0, 7, all, &TagFilter::parse("Z"));
+    assert_eq!(r.classification.status, PullStatus::RetryImmediately);
+    assert_eq!(r.classification.next_begin_offset, 10);
+    assert!(r.units.is_empty());
+    // At / past max; unknown queue.
+    assert_eq!(
+        sm.pull("T", 0, 10, all, &a).classification.status,
+        PullStatus::NoNewMessage
+    );
+    let r = sm.pull("T", 0, 11, all, &a);
+    assert_eq!(
+        (r.classification.status, r.classification.next_begin_offset),
+        (PullStatus::OffsetMoved, 10)
+    );
+    let r = sm.pull("T", 5, 0, all, &a);
+    assert_eq!(
+        (r.classification.status, r.max_offset),
+        (PullStatus::NoNewMessage, 0)
+    );
+}
+
+// ---- time search, key index, dedup, purge --------------------------------------------------
+
+#[test]
+fn search_offset_by_timestamp() {
+    let mut sm = BrokerStateMachine::new();
+    let mut log = SimLog::default();
+    assert_eq!(sm.search_offset_by_timestamp("T", 0, 5, Boundary::Lower), 0);
+    for (ts, n) in [(100, 2), (200, 1), (300, 2)] {
+        log.appended(
+            &mut sm,
+            &append(false, ts, (0..n).map(|_| plain("T", 0)).collect()),
+        );
+    }
+    // Offsets: 0,1 @100; 2 @200; 3,4 @300.
+    let s = |ts, b| sm.search_offset_by_timestamp("T", 0, ts, b);
+    use Boundary::{Lower, Upper};
+    assert_eq!(s(50, Lower), 0);
+    assert_eq!(s(100, Lower), 0);
+    assert_eq!(s(150, Lower), 2);
+    assert_eq!(s(300, Lower), 3);
+    assert_eq!(s(301, Lower), 5, "none found: max offset");
+    assert_eq!(s(50, Upper), 0, "none found: min offset");
+    assert_eq!(s(100, Upper), 1);
+    assert_eq!(s(250, Upper), 2);
+    assert_eq!(s(9999, Upper), 4);
+    assert_eq!(sm.earliest_store_time("T", 0), Some(100));
+    assert_eq!(sm.store_time("T", 0, 3), Some(300));
+    // A leader with a slower clock cannot make store times go backwards.
+    log.appended(&mut sm, &append(false, 10, vec![plain("T", 0)]));
+    assert_eq!(sm.store_time("T", 0, 5), Some(300));
+    assert_eq!(Boundary::parse(Some("UPPER")), Upper);
+    assert_eq!(Boundary::parse(Some("lower")), Lower);
+    assert_eq!(Boundary::parse(None), Lower);
+}
+
+#[test]
+fn key_index_with_keys_and_uniq_key() {
+    let mut sm = BrokerStateMachine::new();
+    let mut log = SimLog::default();
+    let r1 = log.appended(
+        &mut sm,
+        &append(
+            false,
+            100,
+            vec![record("T", 0, None, Some("order-1 user-9"), Some("U1"))],
+        ),
+    );
+    let r2 = log.appended(
+        &mut sm,
+        &append(
+            false,
+            200,
+            vec![record("T", 1, None, Some("order-1"), Some("U2"))],
+        ),
+    );
+    let (p1, p2) = (r1[0].physical_offset, r2[0].physical_offset);
+    let all = |k| sm.lookup_keys("T", k, 0, i64::MAX, 10);
+    assert_eq!(all("order-1"), vec![p2, p1], "newest first");
+    assert_eq!(all("user-9"), vec![p1]);
+    assert_eq!(all("U1"), vec![p1]);
+    assert_eq!(all("U2"), vec![p2]);
+    assert!(all("order-1 user-9").is_empty());
+    assert!(
+        sm.lookup_keys("U", "order-1", 0, i64::MAX, 10).is_empty(),
+        "per topic"
+    );
+    assert_eq!(sm.lookup_keys("T", "order-1", 150, 250, 10), vec![p2]);
+    assert_eq!(sm.lookup_keys("T", "order-1", 0, 150, 10), vec![p1]);
+    assert_eq!(sm.lookup_keys("T", "order-1", 0, i64::MAX, 1), vec![p2]);
+    // Bounded per key.
+    let n = super::key_index::KEY_INDEX_PER_KEY_MAX + 5;
+    let recs = (0..n)
+        .map(|_| record("T", 0, None, Some("hot"), None))
+        .collect();
+    let r = log.appended(&mut sm, &append(false, 300, recs));
+    let hot = sm.lookup_keys("T", "hot", 0, i64::MAX, usize::MAX);
+    assert_eq!(hot.len(), super::key_index::KEY_INDEX_PER_KEY_MAX);
+    assert_eq!(hot[0], r.last().unwrap().physical_offset);
+}
+
+#[test]
+fn duplicate_uniq_key_returns_the_first_result() {
+    let mut sm = BrokerStateMachine::new();
+    let mut log = SimLog::default();
+    let m = record("T", 0, None, None, Some("U1"));
+    let first = log.appended(&mut sm, &append(true, 1, vec![m.clone()]));
+    assert!(!first[0].duplicate);
+    // The producer retries on another queue with the same UNIQ_KEY.
+    let retry = record("T", 3, None, None, Some("U1"));
+    let again = log.appended(
+        &mut sm,
+        &append(true, 2, vec![retry, record("T", 0, None, None, Some("U2"))]),
+    );
+    assert_eq!(
+        again[0],
+        AppendResult {
+            duplicate: true,
+            ..first[0]
+        }
+    );
+    assert!(!again[1].duplicate);
+    assert_eq!(again[1].queue_offset, 1);
+    assert_eq!(sm.max_offset("T", 0), 2, "no unit for the duplicate");
+    assert_eq!(sm.max_offset("T", 3), 0);
+    assert_eq!(sm.lookup_keys("T", "U1", 0, i64::MAX, 10).len(), 1);
+    // Same key in another topic is not a duplicate.
+    let other = log.appended(
+        &mut sm,
+        &append(true, 3, vec![record("X", 0, None, None, Some("U1"))]),
+    );
+    assert!(!other[0].duplicate);
+    // Appends without the dedup flag (internal re-puts) are always stored.
+    let reput = log.appended(&mut sm, &append(false, 4, vec![m.clone()]));
+    assert!(!reput[0].duplicate);
+    assert_eq!(sm.max_offset("T", 0), 3);
+    // Within one command too.
+    let dup_in_batch = log.appended(
+        &mut sm,
+        &append(
+            true,
+            5,
+            vec![
+                record("T", 0, None, None, Some("U3")),
+                record("T", 0, None, None, Some("U3")),
+            ],
+        ),
+    );
+    assert_eq!(
+        dup_in_batch[1],
+        AppendResult {
+            duplicate: true,
+            ..dup_in_batch[0]
+        }
+    );
+    // Records without UNIQ_KEY are never deduplicated.
+    let no_key = log.appended(
+        &mut sm,
+        &append(true, 6, vec![plain("T", 0), plain("T", 0)]),
+    );
+    assert!(no_key.iter().all(|r| !r.duplicate));
+}
+
+#[test]
+fn dedup_window_evicts_fifo() {
+    let r = |o| AppendResult {
+        queue_id: 0,
+        queue_offset: o,
+        physical_offset: o,
+        duplicate: false,
+    };
+    let mut w = DedupWindow::with_capacity(2);
+    w.insert("T", "a", r(1));
+    w.insert("T", "b", r(2));
+    w.insert("T", "a", r(9)); // not a new key: no reordering, value replaced
+    w.insert("T", "c", r(3));
+    assert_eq!(w.get("T", "a"), None);
+    assert_eq!(w.get("T", "b"), Some(r(2)));
+    assert_eq!(w.get("T", "c"), Some(r(3)));
+    assert_eq!(w.len(), 2);
+    let rebuilt = DedupWindow::from_entries(2, w.entries());
+    assert_eq!(rebuilt.entries(), w.entries());
+    w.remove_topic("T");
+    assert!(w.is_empty());
+}
+
+#[test]
+fn purge_raises_min_offsets() {
+    let mut sm = BrokerStateMachine::new();
+    let mut log = SimLog::default();
+    let a = log.appended(
+        &mut sm,
+        &append(
+            false,
+            1,
+            vec![record("T", 0, None, Some("k"), None), plain("T", 1)],
+        ),
+    );
+    let b = log.appended(
+        &mut sm,
+        &append(
+            false,
+            2,
+            vec![record("T", 0, None, Some("k"), None), plain("T", 0)],
+        ),
+    );
+    let cut = b[0].physical_offset;
+    log.apply(
+        &mut sm,
+        &Command::Purge {
+            upto_physical_offset: cut,
+        },
+    );
+    assert_eq!(sm.purged_upto(), cut);
+    assert_eq!((sm.min_offset("T", 0), sm.max_offset("T", 0)), (1, 3));
+    assert_eq!((sm.min_offset("T", 1), sm.max_offset("T", 1)), (1, 1));
+    assert_eq!(sm.lookup_keys("T", "k", 0, i64::MAX, 10), vec![cut]);
+    assert_eq!(sm.earliest_store_time("T", 0), Some(2));
+    let r = sm.pull("T", 0, 0, PullLimits::default(), &TagFilter::All);
+    assert_eq!(
+        (r.classification.status, r.classification.next_begin_offset),
+        (PullStatus::OffsetMoved, 1)
+    );
+    let r = sm.pull("T", 1, 0, PullLimits::default(), &TagFilter::All);
+    assert_eq!(
+        (r.classification.status, r.classification.next_begin_offset),
+        (PullStatus::OffsetMoved, 1)
+    );
+    assert_eq!(
+        sm.pull("T", 1, 1, PullLimits::default(), &TagFilter::All)
+            .classification
+            .status,
+        PullStatus::NoNewMessage
+    );
+    // A lower purge point is a no-op; offsets keep growing after purges.
+    log.apply(
+        &mut sm,
+        &Command::Purge {
+            upto_physical_offset: a[0].physical_offset,
+        },
+    );
+    assert_eq!(sm.min_offset("T", 0), 1);
+    let c = log.appended(&mut sm, &append(false, 3, vec![plain("T", 1)]));
+    assert_eq!(c[0].queue_offset, 1);
+    log.apply(
+        &mut sm,
+        &Command::Purge {
+            upto_physical_offset: i64::MAX,
+        },
+    );
+    assert_eq!((sm.min_offset("T", 1), sm.max_offset("T", 1)), (2, 2));
+    assert_eq!(sm.search_offset_by_timestamp("T", 1, 0, Boundary::Lower), 2);
+    assert_eq!(sm.search_offset_by_timestamp("T", 1, 0, Boundary::Upper), 2);
+}
+
+// ---- snapshots -----------------------------------------------------------------------------
+
+fn busy_history() -> Vec<Command> {
+    vec![
+        upsert("A", 4, 10),
+        append(
+            true,
+            11,
+            vec![
+                record("A", 0, Some("x"), Some("k1"), Some("U1")),
+                plain("A", 2),
+            ],
+        ),
+        Command::CommitOffsets(vec![OffsetCommit {
+            group: "g".into(),
+            topic: "A".into(),
+            queue_id: 0,
+            offset: 1,
+        }]),
+        append(
+            true,
+            12,
+            vec![
+                record("A", 0, None, None, Some("U1")),
+                record("B", 1, None, None, Some("U2")),
+            ],
+        ),
+        upsert("B", 2, 13),
+        append(false, 14, vec![plain("A", 0), plain("A", 0)]),
+    ]
+}
+
+#[test]
+fn replicas_reach_identical_snapshots() {
+    let (mut a, mut b) = (BrokerStateMachine::new(), BrokerStateMachine::new());
+    let (mut la, mut lb) = (SimLog::default(), SimLog::default());
+    for c in busy_history() {
+        assert_eq!(la.apply(&mut a, &c), lb.apply(&mut b, &c));
+    }
+    assert_eq!(la.buf, lb.buf);
+    let (sa, sb) = (a.snapshot().unwrap(), b.snapshot().unwrap());
+    assert_eq!(sa, sb);
+    assert_eq!(a.snapshot().unwrap(), sa, "snapshots are stable");
+}
+
+#[test]
+fn snapshot_install_round_trip() {
+    let mut sm = BrokerStateMachine::new();
+    let mut log = SimLog::default();
+    for c in busy_history() {
+        log.apply(&mut sm, &c);
+    }
+    let data = sm.snapshot().unwrap();
+    let (last, membership) = sm.applied_state();
+    let mut fresh = BrokerStateMachine::new();
+    fresh
+        .install_snapshot(last, membership.clone(), &data)
+        .unwrap();
+    assert_eq!(fresh.applied_state(), (last, membership));
+    assert_eq!(fresh.topics(), sm.topics());
+    assert_eq!(fresh.data_version(), sm.data_version());
+    assert_eq!(fresh.consumer_offset("g", "A", 0), Some(1));
+    assert_eq!(fresh.dedup_len(), sm.dedup_len());
+    // Queues start at their bases: min = max = next offset, no units.
+    for (t, q) in [("A", 0), ("A", 2), ("B", 1)] {
+        assert_eq!(fresh.max_offset(t, q), sm.max_offset(t, q), "{t}/{q}");
+        assert_eq!(fresh.min_offset(t, q), sm.max_offset(t, q), "{t}/{q}");
+        assert!(fresh.units(t, q, fresh.min_offset(t, q), 10).is_empty());
+    }
+    assert_eq!(fresh.max_offset("A", 0), 3, "U1 twice: one unit");
+    // The installed state re-snapshots to the same bytes except the queue min offsets.
+    let resnap = super::snapshot::SnapshotV1::decode(&fresh.snapshot().unwrap()).unwrap();
+    let orig = super::snapshot::SnapshotV1::decode(&data).unwrap();
+    assert_eq!(resnap.topics, orig.topics);
+    assert_eq!(resnap.dedup, orig.dedup);
+    // Offsets keep growing from the bases; the window still answers duplicates.
+    let mut log2 = SimLog {
+        buf: vec![0; log.buf.len()],
+        index: log.index,
+    };
+    let r = log2.appended(
+        &mut fresh,
+        &append(
+            true,
+            20,
+            vec![plain("A", 0), record("A", 1, None, None, Some("U1"))],
+        ),
+    );
+    assert_eq!((r[0].queue_offset, r[0].duplicate), (3, false));
+    assert!(r[1].duplicate);
+    let p = fresh.pull("A", 0, 3, PullLimits::default(), &TagFilter::All);
+    assert_eq!(p.classification.status, PullStatus::Found);
+    let p = fresh.pull("A", 0, 0, PullLimits::default(), &TagFilter::All);
+    assert_eq!(
+        (p.classification.status, p.classification.next_begin_offset),
+        (PullStatus::OffsetMoved, 3)
+    );
+}
+
+#[test]
+fn snapshot_garbage_is_an_error() {
+    let mut sm = BrokerStateMachine::new();
+    let good = sm.snapshot().unwrap();
+    let mut bad_version = good.clone();
+    bad_version[6] = 9;
+    for bad in [
+        vec![],
+        b"RMQBSM".to_vec(),
+        b"nonsense".to_vec(),
+        bad_version,
+        good[..good.len() - 1].to_vec(),
+        [&good[..], &[0]].concat(),
+    ] {
+        assert!(sm
+            .install_snapshot(None, StoredMembership::default(), &bad)
+            .is_err());
+    }
+    // A failed install changes nothing.
+    assert_eq!(sm.snapshot().unwrap(), good);
+}
