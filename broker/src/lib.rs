@@ -8,6 +8,9 @@
 //! - [`state`]: the deterministic replicated state machine (commands, consume queues,
 //!   topic table, consumer offsets, key index, idempotency window, pull classification,
 //!   snapshots); in memory for now, persistence and checkpoints come later.
+//! - [`registrar`]: registers the node with every NameServer at once on a role or term
+//!   change (brokerId 0 + term only for a caught-up leader), periodically, on topic
+//!   changes; unregisters on shutdown. [`remoting_client`]: its outgoing connections.
 //!
 //! Later work adds the remoting server, the send/pull/offset handlers, persistence of
 //! consume queues and indexes, long polling and the `mqbroker` binary. The flow:
@@ -17,6 +20,8 @@
 //! ```
 
 pub mod config;
+pub mod registrar;
+pub mod remoting_client;
 pub mod state;
 
 pub use config::{BrokerConfig, DLedgerPeer, DLedgerPeers, UnknownKey};
