@@ -2,7 +2,7 @@
 //! share one raft log whose committed entries are the commit log (RocketMQ's DLedger
 //! mode); the leader is the group's master.
 //!
-//! Layout (work in progress: no server and no `mqbroker` binary yet):
+//! Layout (work in progress):
 //! - [`config`]: `-c broker.conf` with RocketMQ's key names (DLedger keys included) →
 //!   a validated [`BrokerConfig`], its raft peers and the raft node configuration.
 //! - [`state`]: the deterministic replicated state machine (commands, consume queues,
@@ -11,17 +11,23 @@
 //! - [`registrar`]: registers the node with every NameServer at once on a role or term
 //!   change (brokerId 0 + term only for a caught-up leader), periodically, on topic
 //!   changes; unregisters on shutdown. [`remoting_client`]: its outgoing connections.
+//! - [`broker`]: the node (raft node + state machine) and its request handlers: send,
+//!   batch send, pull (no long polling yet), consumer offsets, max/min offset, heartbeat.
+//! - [`server`]: the client-facing remoting server (a task per request, out-of-order
+//!   responses matched by opaque). The `mqbroker` binary wires it all together.
 //!
-//! Later work adds the remoting server, the send/pull/offset handlers, persistence of
-//! consume queues and indexes, long polling and the `mqbroker` binary. The flow:
+//! Later work adds persistence of consume queues and indexes, long polling, the consumer
+//! table, transactions, delay levels and retry/DLQ routing. The flow:
 //! ```text
 //! broker.conf --BrokerConfig::from_properties--> BrokerConfig --raft_node_config--> RaftNode
 //! client --SEND_MESSAGE--> handler --propose--> raft log --apply--> consume queues --> SEND_OK
 //! ```
 
+pub mod broker;
 pub mod config;
 pub mod registrar;
 pub mod remoting_client;
+pub mod server;
 pub mod state;
 
 pub use config::{BrokerConfig, DLedgerPeer, DLedgerPeers, UnknownKey};

@@ -1,0 +1,353 @@
+//! The broker node: a raft group member plus the client-facing request handlers.
+//!
+//! [`Broker`] owns the [`RaftNode`] (whose state machine is the [`BrokerStateMachine`]) and
+//! answers the client requests [`crate::server`] hands it, one small method per request:
+//! ```text
+//! SEND_MESSAGE(_V2) / SEND_BATCH_MESSAGE --send--> propose Append --> SUCCESS + msgId
+//! PULL_MESSAGE --pull--> consume queue units --> log().read_at --> patched records
+//! QUERY/UPDATE_CONSUMER_OFFSET, GET_MAX/MIN_OFFSET, HEART_BEAT
+//! ```
+//! Writes (sends, topic creation, offset commits) need the leader; a follower answers
+//! SYSTEM_BUSY naming the raft leader. Reads are served by any node from applied state.
+
+mod pull;
+mod send;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use raftmq_protocol::body::{DataVersion, TopicConfigSerializeWrapper};
+use raftmq_protocol::codes::{RequestCode, ResponseCode};
+use raftmq_protocol::headers::{
+    GetMaxOffsetRequestHeader, OffsetResponseHeader, QueryConsumerOffsetRequestHeader,
+    QueueRequestHeader, UpdateConsumerOffsetRequestHeader,
+};
+use raftmq_protocol::msgid::UniqKeyGenerator;
+use raftmq_protocol::RemotingCommand;
+use raftmq_raft::network::NetworkFilter;
+use raftmq_raft::node::{NodeError, ProposeError, RaftNode};
+use raftmq_raft::status::{NodeStatus, Role};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use crate::config::BrokerConfig;
+use crate::registrar::{Registrar, RegistrarConfig, TopicSource};
+use crate::remoting_client::RemotingClient;
+use crate::state::{BrokerStateMachine, Command, OffsetCommit, Reply};
+
+/// Remark of SYSTEM_BUSY on a follower (what a Java slave says), followed by the leader.
+pub const NOT_LEADER_REMARK: &str = "[REJECTREQUEST]system busy, start flow control for a while";
+
+/// Milliseconds since the Unix epoch by this node's clock.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// One broker node; share it as `Arc<Broker>` between the server and the registrar.
+pub struct Broker {
+    config: BrokerConfig,
+    node: RaftNode<BrokerStateMachine>,
+    uniq: UniqKeyGenerator,
+    /// Seed and counter of the leader's queue picks for `queueId < 0`.
+    pick_seed: u64,
+    picks: AtomicU64,
+    /// Wakes the registrar after a topic change (set by [`Broker::registrar`]).
+    poke: Mutex<Option<Arc<Notify>>>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("broker_name", &self.config.broker_name)
+            .field("client_addr", &self.config.client_addr())
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Broker {
+    /// Starts the raft node of `config` with peers served on `raft_listener` (bound to the
+    /// config's own `dLegerPeers` address by the caller).
+    pub async fn start(
+        config: BrokerConfig,
+        raft_listener: TcpListener,
+    ) -> Result<Self, NodeError> {
+        let node = RaftNode::start(
+            config.raft_node_config(),
+            BrokerStateMachine::new(),
+            raft_listener,
+            NetworkFilter::default(),
+        )
+        .await?;
+        let seed = u64::try_from(now_ms()).unwrap_or(0) ^ u64::from(std::process::id()) << 32;
+        let uniq = UniqKeyGenerator::new(
+            config.broker_ip1,
+            std::process::id(),
+            (splitmix(seed) & 0x7FFF_FFFF) as i32,
+        );
+        Ok(Broker {
+            config,
+            node,
+            uniq,
+            pick_seed: seed,
+            picks: AtomicU64::new(0),
+            poke: Mutex::new(None),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    /// The raft node (status, state machine, log).
+    pub fn node(&self) -> &RaftNode<BrokerStateMachine> {
+        &self.node
+    }
+
+    /// The address stored as STOREHOST and registered with NameServers.
+    pub fn client_addr(&self) -> SocketAddr {
+        self.config.client_addr()
+    }
+
+    /// A registrar for this node (the caller runs it); topic creations poke it.
+    pub fn registrar(self: &Arc<Self>, client: RemotingClient) -> Registrar {
+        let topics: Arc<dyn TopicSource> = self.clone();
+        let registrar = Registrar::new(
+            RegistrarConfig::from_broker(&self.config),
+            self.node.status(),
+            topics,
+            client,
+        );
+        *self.poke.lock().unwrap_or_else(|p| p.into_inner()) = Some(registrar.poke_handle());
+        registrar
+    }
+
+    /// Stops the raft node.
+    pub async fn shutdown(&self) {
+        self.node.shutdown().await;
+    }
+
+    /// Answers one request; `None` for a oneway request (or nothing to say).
+    pub async fn handle(
+        self: &Arc<Self>,
+        req: RemotingCommand,
+        peer: SocketAddr,
+    ) -> Option<RemotingCommand> {
+        let oneway = req.is_oneway();
+        let resp = match RequestCode::from_code(req.code) {
+            Some(RequestCode::SendMessage)
+            | Some(RequestCode::SendMessageV2)
+            | Some(RequestCode::SendBatchMessage) => self.send(&req, peer).await,
+            Some(RequestCode::PullMessage) => self.pull(&req),
+            Some(RequestCode::QueryConsumerOffset) => self.query_consumer_offset(&req),
+            Some(RequestCode::UpdateConsumerOffset) => self.update_consumer_offset(&req).await,
+            Some(RequestCode::GetMaxOffset) => self.get_max_offset(&req),
+            Some(RequestCode::GetMinOffset) => self.get_min_offset(&req),
+            Some(RequestCode::HeartBeat) => heart_beat(&req),
+            _ => RemotingCommand::error_to(
+                &req,
+                ResponseCode::RequestCodeNotSupported,
+                format!("request type {} not supported", req.code),
+            ),
+        };
+        (!oneway).then_some(resp)
+    }
+
+    fn status(&self) -> NodeStatus {
+        *self.node.status().borrow()
+    }
+
+    /// SYSTEM_BUSY for a write reaching a follower; the remark names the raft leader (its
+    /// client address is not known to this node: peers only list raft addresses).
+    fn not_leader(&self, req: &RemotingCommand, leader: Option<u64>) -> RemotingCommand {
+        let hint = match leader {
+            Some(id) => {
+                let raft_addr = self
+                    .config
+                    .raft_peers()
+                    .get(&id)
+                    .cloned()
+                    .unwrap_or_default();
+                format!("; not the leader, raft leader is node {id} (raft address {raft_addr})")
+            }
+            None => "; not the leader, no leader known".to_owned(),
+        };
+        RemotingCommand::error_to(
+            req,
+            ResponseCode::SystemBusy,
+            format!("{NOT_LEADER_REMARK}{hint}"),
+        )
+    }
+
+    /// Maps a proposal failure to a retryable response.
+    fn propose_failed(&self, req: &RemotingCommand, e: ProposeError) -> RemotingCommand {
+        match e {
+            ProposeError::NotLeader { leader_hint } => {
+                self.not_leader(req, leader_hint.map(|(id, _)| id))
+            }
+            e @ (ProposeError::Unknown(_) | ProposeError::Fatal(_)) => {
+                RemotingCommand::error_to(req, ResponseCode::SystemError, e.to_string())
+            }
+        }
+    }
+
+    /// Proposes a non-append command; `Err` is the response to send.
+    async fn propose_command(
+        &self,
+        req: &RemotingCommand,
+        command: &Command,
+    ) -> Result<Reply, RemotingCommand> {
+        let bytes = self
+            .node
+            .propose(command.encode())
+            .await
+            .map_err(|e| self.propose_failed(req, e))?;
+        Reply::decode(&bytes).ok_or_else(|| {
+            RemotingCommand::error_to(req, ResponseCode::SystemError, "undecodable apply reply")
+        })
+    }
+
+    /// Deterministic pseudo-random queue in `[0, n)` for a `queueId < 0` send.
+    fn pick_queue(&self, n: i32) -> i32 {
+        let k = self.picks.fetch_add(1, Ordering::Relaxed);
+        let n = u64::try_from(n.max(1)).unwrap_or(1);
+        (splitmix(self.pick_seed.wrapping_add(k)) % n) as i32
+    }
+
+    fn poke_registrar(&self) {
+        if let Some(p) = &*self.poke.lock().unwrap_or_else(|p| p.into_inner()) {
+            p.notify_one();
+        }
+    }
+
+    fn query_consumer_offset(&self, req: &RemotingCommand) -> RemotingCommand {
+        let h: QueryConsumerOffsetRequestHeader = match req.header() {
+            Ok(h) => h,
+            Err(e) => return bad_header(req, e),
+        };
+        let (stored, min) = self.node.state_machine().with(|sm| {
+            (
+                sm.consumer_offset(&h.consumer_group, &h.topic, h.queue_id),
+                sm.min_offset(&h.topic, h.queue_id),
+            )
+        });
+        // Everything RaftMQ serves counts as "hot": a young queue (min offset 0) starts at 0.
+        let offset = match stored {
+            Some(o) => Some(o),
+            None if h.set_zero_if_not_found != Some(false) && min <= 0 => Some(0),
+            None => None,
+        };
+        match offset {
+            Some(offset) => RemotingCommand::response_to(req, ResponseCode::Success)
+                .with_header(&OffsetResponseHeader { offset }),
+            None => RemotingCommand::error_to(
+                req,
+                ResponseCode::QueryNotFound,
+                "Not found, V3_0_6_SNAPSHOT maybe this group consumer boot first",
+            ),
+        }
+    }
+
+    async fn update_consumer_offset(&self, req: &RemotingCommand) -> RemotingCommand {
+        let h: UpdateConsumerOffsetRequestHeader = match req.header() {
+            Ok(h) => h,
+            Err(e) => return bad_header(req, e),
+        };
+        if self
+            .node
+            .state_machine()
+            .with(|sm| sm.topic(&h.topic).is_none())
+        {
+            return RemotingCommand::error_to(
+                req,
+                ResponseCode::TopicNotExist,
+                format!("topic[{}] not exist", h.topic),
+            );
+        }
+        let status = self.status();
+        if status.role != Role::Leader {
+            return self.not_leader(req, status.leader);
+        }
+        let command = Command::CommitOffsets(vec![OffsetCommit {
+            group: h.consumer_group,
+            topic: h.topic,
+            queue_id: h.queue_id,
+            offset: h.commit_offset,
+        }]);
+        match self.propose_command(req, &command).await {
+            Ok(_) => RemotingCommand::response_to(req, ResponseCode::Success),
+            Err(resp) => resp,
+        }
+    }
+
+    fn get_max_offset(&self, req: &RemotingCommand) -> RemotingCommand {
+        match req.header::<GetMaxOffsetRequestHeader>() {
+            Ok(h) => {
+                let offset = self
+                    .node
+                    .state_machine()
+                    .with(|sm| sm.max_offset(&h.topic, h.queue_id));
+                RemotingCommand::response_to(req, ResponseCode::Success)
+                    .with_header(&OffsetResponseHeader { offset })
+            }
+            Err(e) => bad_header(req, e),
+        }
+    }
+
+    fn get_min_offset(&self, req: &RemotingCommand) -> RemotingCommand {
+        match req.header::<QueueRequestHeader>() {
+            Ok(h) => {
+                let offset = self
+                    .node
+                    .state_machine()
+                    .with(|sm| sm.min_offset(&h.topic, h.queue_id));
+                RemotingCommand::response_to(req, ResponseCode::Success)
+                    .with_header(&OffsetResponseHeader { offset })
+            }
+            Err(e) => bad_header(req, e),
+        }
+    }
+}
+
+impl TopicSource for Broker {
+    fn topic_wrapper(&self) -> TopicConfigSerializeWrapper {
+        let (table, data_version): (_, DataVersion) = self
+            .node
+            .state_machine()
+            .with(|sm| (sm.topics().clone(), sm.data_version()));
+        TopicConfigSerializeWrapper {
+            data_version,
+            topic_config_table: table,
+            ..TopicConfigSerializeWrapper::default()
+        }
+    }
+}
+
+/// HEART_BEAT: no consumer table yet, so only the 5.x acknowledgement fields.
+fn heart_beat(req: &RemotingCommand) -> RemotingCommand {
+    let mut resp = RemotingCommand::response_to(req, ResponseCode::Success);
+    resp.ext_fields.insert("IS_SUPPORT_HEART_BEAT_V2", "true");
+    resp.ext_fields.insert("IS_SUB_CHANGE", "true");
+    resp
+}
+
+/// A request header that does not decode.
+pub(crate) fn bad_header(req: &RemotingCommand, e: impl std::fmt::Display) -> RemotingCommand {
+    RemotingCommand::error_to(
+        req,
+        ResponseCode::InvalidParameter,
+        format!("bad request header: {e}"),
+    )
+}
+
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}

@@ -1,0 +1,169 @@
+//! PULL_MESSAGE (11) (spec §2.4.4) without long polling: PULL_NOT_FOUND is answered at
+//! once. Any node serves pulls of applied (hence committed) entries.
+//!
+//! The subscription: the header's with PullSysFlag bit 2, else everything (`*`): there is
+//! no HEART_BEAT subscription table yet. A commit flag on the leader proposes the offset in
+//! the background (fire-and-forget, as the Java broker's in-memory store is): the pull is
+//! not delayed by a raft round, and a lost commit is repeated by the consumer's next pull.
+
+use std::sync::Arc;
+
+use raftmq_protocol::body::topic::perm;
+use raftmq_protocol::codes::ResponseCode;
+use raftmq_protocol::headers::{
+    PullMessageRequestHeader, PullMessageResponseHeader, PULL_FLAG_COMMIT_OFFSET,
+    PULL_FLAG_SUBSCRIPTION,
+};
+use raftmq_protocol::message::{set_physical_offset, set_queue_offset};
+use raftmq_protocol::RemotingCommand;
+use raftmq_raft::status::Role;
+
+use super::{bad_header, Broker};
+use crate::state::{Command, OffsetCommit, PullLimits, PullStatus, TagFilter};
+
+/// Most messages one pull returns (the Java broker's in-memory cap).
+pub const PULL_MESSAGES_MAX: usize = 32;
+
+impl Broker {
+    /// Handles PULL_MESSAGE.
+    pub(super) fn pull(self: &Arc<Self>, req: &RemotingCommand) -> RemotingCommand {
+        let h: PullMessageRequestHeader = match req.header() {
+            Ok(h) => h,
+            Err(e) => return bad_header(req, e),
+        };
+        let err = |code, remark: String| RemotingCommand::error_to(req, code, remark);
+        let Some(topic) = self
+            .node
+            .state_machine()
+            .with(|sm| sm.topic(&h.topic).cloned())
+        else {
+            return err(
+                ResponseCode::TopicNotExist,
+                format!("topic[{}] not exist", h.topic),
+            );
+        };
+        if topic.perm & perm::READ == 0 {
+            return err(
+                ResponseCode::NoPermission,
+                format!("the topic[{}] pulling message is forbidden", h.topic),
+            );
+        }
+        if h.queue_id < 0 || h.queue_id >= topic.read_queue_nums {
+            return err(
+                ResponseCode::InvalidParameter,
+                format!(
+                    "queueId[{}] is illegal, topic {} has {} read queues",
+                    h.queue_id, h.topic, topic.read_queue_nums
+                ),
+            );
+        }
+        let filter = if h.sys_flag & PULL_FLAG_SUBSCRIPTION != 0 {
+            if h.expression_type
+                .as_deref()
+                .is_some_and(|t| !t.eq_ignore_ascii_case("TAG"))
+            {
+                return err(
+                    ResponseCode::SubscriptionParseFailed,
+                    "only TAG expressions are supported".into(),
+                );
+            }
+            TagFilter::parse(h.subscription.as_deref().unwrap_or("*"))
+        } else {
+            TagFilter::parse("*")
+        };
+        let defaults = PullLimits::default();
+        let limits = PullLimits {
+            max_messages: usize::try_from(h.max_msg_nums)
+                .unwrap_or(1)
+                .clamp(1, PULL_MESSAGES_MAX),
+            max_bytes: h
+                .max_msg_bytes
+                .and_then(|b| usize::try_from(b).ok())
+                .filter(|&b| b > 0)
+                .map_or(defaults.max_bytes, |b| b.min(defaults.max_bytes)),
+        };
+        let result = self
+            .node
+            .state_machine()
+            .with(|sm| sm.pull(&h.topic, h.queue_id, h.queue_offset, limits, &filter));
+        let leader = self.status().role == Role::Leader;
+        if leader && h.sys_flag & PULL_FLAG_COMMIT_OFFSET != 0 && h.commit_offset >= 0 {
+            self.commit_in_background(&h);
+        }
+
+        let mut next_begin_offset = result.classification.next_begin_offset;
+        let mut status = result.classification.status;
+        let mut body = Vec::new();
+        if status == PullStatus::Found {
+            for (offset, unit) in &result.units {
+                match self.read_record(unit.physical_offset, unit.size, *offset) {
+                    Some(rec) => body.extend_from_slice(&rec),
+                    None => {
+                        // Unreadable (purged under us): serve what was read, restart here.
+                        next_begin_offset = *offset;
+                        break;
+                    }
+                }
+            }
+            if body.is_empty() {
+                status = PullStatus::RetryImmediately;
+            }
+        }
+        let (code, remark) = match status {
+            PullStatus::Found => (ResponseCode::Success, "FOUND"),
+            PullStatus::NoNewMessage => (ResponseCode::PullNotFound, "NO_NEW_MESSAGE"),
+            // Appendix B / §2.4.4 step 6: a follower answers RETRY instead of MOVED.
+            PullStatus::OffsetMoved if !leader => {
+                (ResponseCode::PullRetryImmediately, "OFFSET_MOVED")
+            }
+            PullStatus::OffsetMoved => (ResponseCode::PullOffsetMoved, "OFFSET_MOVED"),
+            PullStatus::RetryImmediately => {
+                (ResponseCode::PullRetryImmediately, "NO_MATCHED_MESSAGE")
+            }
+        };
+        let header = PullMessageResponseHeader {
+            suggest_which_broker_id: 0,
+            next_begin_offset,
+            min_offset: result.min_offset,
+            max_offset: result.max_offset,
+            topic_sys_flag: Some(topic.topic_sys_flag),
+            ..PullMessageResponseHeader::default()
+        };
+        RemotingCommand::response_to(req, code)
+            .with_remark(remark)
+            .with_header(&header)
+            .with_body(body)
+    }
+
+    /// One stored record with its queue and physical offsets patched in.
+    fn read_record(&self, physical_offset: i64, size: i32, queue_offset: i64) -> Option<Vec<u8>> {
+        let pos = u64::try_from(physical_offset).ok()?;
+        let len = u64::try_from(size).ok()?;
+        let bytes = match self.node.log().read_at(pos, len) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(physical_offset, size, error = %e, "cannot read a queued record");
+                return None;
+            }
+        };
+        let mut rec = bytes.to_vec();
+        set_queue_offset(&mut rec, queue_offset).ok()?;
+        set_physical_offset(&mut rec, physical_offset).ok()?;
+        Some(rec)
+    }
+
+    fn commit_in_background(self: &Arc<Self>, h: &PullMessageRequestHeader) {
+        let command = Command::CommitOffsets(vec![OffsetCommit {
+            group: h.consumer_group.clone(),
+            topic: h.topic.clone(),
+            queue_id: h.queue_id,
+            offset: h.commit_offset,
+        }]);
+        let broker = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = broker.node.propose(command.encode()).await {
+                tracing::debug!(error = %e, "pull offset commit not stored");
+            }
+        });
+    }
+}

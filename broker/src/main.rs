@@ -1,0 +1,126 @@
+//! `mqbroker -c <file> [-n addr] [-p]`: start one node of a RaftMQ broker group.
+//!
+//! Listens for raft peers on its own `dLegerPeers` address and for clients on
+//! `brokerIP1:listenPort`, binding `0.0.0.0:listenPort` so that clients reach it on any
+//! interface (`brokerIP1` is only what is advertised and stored as STOREHOST).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use raftmq_broker::broker::Broker;
+use raftmq_broker::remoting_client::RemotingClient;
+use raftmq_broker::BrokerConfig;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+/// RaftMQ broker node: one member of a Raft-replicated RocketMQ broker group.
+#[derive(Debug, Parser)]
+#[command(name = "mqbroker", version)]
+struct Cli {
+    /// broker.conf (RocketMQ key names, DLedger keys included).
+    #[arg(short = 'c', long = "configFile")]
+    config_file: PathBuf,
+    /// NameServer list `host:port;host:port`, overriding `namesrvAddr`.
+    #[arg(short = 'n', long = "namesrvAddr")]
+    namesrv_addr: Option<String>,
+    /// Print the effective configuration and exit.
+    #[arg(short = 'p', long = "printConfigItem")]
+    print_config: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let path = &cli.config_file;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let (mut config, unknown) = BrokerConfig::from_properties(&text)
+        .with_context(|| format!("config file {}", path.display()))?;
+    for u in unknown {
+        warn!(file = %path.display(), line = u.line, key = %u.key, note = %u.note, "config key ignored");
+    }
+    if let Some(addr) = &cli.namesrv_addr {
+        config.override_namesrv(addr).context("-n/--namesrvAddr")?;
+    }
+    println!("load config properties file OK, {}", path.display());
+    if cli.print_config {
+        print!("{}", config.to_properties());
+        return Ok(());
+    }
+
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
+    runtime.block_on(run(config))
+}
+
+async fn run(config: BrokerConfig) -> anyhow::Result<()> {
+    let raft_addr = config.raft_self_addr().to_owned();
+    let raft_listener = tokio::net::TcpListener::bind(&raft_addr)
+        .await
+        .with_context(|| format!("cannot listen for raft peers on {raft_addr}"))?;
+    let client_bind = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), config.listen_port);
+    let client_listener = tokio::net::TcpListener::bind(client_bind)
+        .await
+        .with_context(|| format!("cannot listen for clients on {client_bind}"))?;
+    let (name, addr, ns) = (
+        config.broker_name.clone(),
+        config.client_addr(),
+        config.namesrv_addr.join(";"),
+    );
+    let broker = Arc::new(
+        Broker::start(config, raft_listener)
+            .await
+            .context("cannot start the raft node")?,
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let registrar = broker.registrar(RemotingClient::new(std::time::Duration::from_secs(3)));
+    let registrar = tokio::spawn(registrar.run(stopped(stop_rx.clone())));
+    let server = tokio::spawn(raftmq_broker::server::serve(
+        client_listener,
+        broker.clone(),
+        stopped(stop_rx),
+    ));
+    println!("The broker[{name}, {addr}] boot success. serializeType=JSON and name server is {ns}");
+    info!(%addr, "broker listening");
+
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    let _ = registrar.await;
+    broker.shutdown().await;
+    info!("broker stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => info!("SIGINT received"),
+        _ = term => info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,162 @@
+//! The broker's client-facing remoting server: accept, frame, dispatch, write.
+//!
+//! Per connection a reader decodes frames and runs each request in its own task (a slow
+//! proposal does not hold up the connection); responses go out through a writer task in
+//! completion order, matched by `opaque` on the client side. A malformed frame closes that
+//! connection only; oneway requests get no response.
+//! ```text
+//! reader --frame--> task per request --Broker::handle--> mpsc --> writer --> socket
+//! ```
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use raftmq_protocol::codes::ResponseCode;
+use raftmq_protocol::frame::encode_frame_into;
+use raftmq_protocol::{decode_frame, Decoded, RemotingCommand};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::broker::Broker;
+
+/// A connection with no frame in either direction for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Requests of one connection in flight at once; the reader waits beyond this.
+pub const IN_FLIGHT_MAX: usize = 1024;
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Serves client requests on `listener` until `shutdown` completes.
+pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Future<Output = ()>) {
+    let next_conn = AtomicU64::new(1);
+    let mut conns = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let conn = next_conn.fetch_add(1, Ordering::Relaxed);
+                    conns.spawn(connection(broker.clone(), stream, peer)
+                        .instrument(info_span!("conn", %peer, conn)));
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    info!(
+        "client server shutting down: closing {} connections",
+        conns.len()
+    );
+    conns.shutdown().await;
+}
+
+async fn connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
+    debug!("connected");
+    let (mut rd, wr) = stream.into_split();
+    let (tx, rx) = mpsc::channel::<RemotingCommand>(IN_FLIGHT_MAX);
+    let writer = tokio::spawn(write_loop(wr, rx).in_current_span());
+    let permits = Arc::new(Semaphore::new(IN_FLIGHT_MAX));
+    let mut requests = JoinSet::new();
+    let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
+    let mut malformed = false;
+    'conn: loop {
+        loop {
+            match decode_frame(&buf) {
+                Ok(Decoded::Frame { command, consumed }) => {
+                    buf.advance(consumed);
+                    if command.is_response() {
+                        debug!(opaque = command.opaque, "ignoring a response frame");
+                        continue;
+                    }
+                    let Ok(permit) = permits.clone().acquire_owned().await else {
+                        break 'conn;
+                    };
+                    let span = tracing::debug_span!(
+                        "request",
+                        code = command.code,
+                        opaque = command.opaque
+                    );
+                    let (broker, tx) = (broker.clone(), tx.clone());
+                    requests.spawn(
+                        async move {
+                            if let Some(resp) = broker.handle(command, peer).await {
+                                let _ = tx.send(resp).await;
+                            }
+                            drop(permit);
+                        }
+                        .instrument(span),
+                    );
+                }
+                Ok(Decoded::Incomplete) => break,
+                Err(e) => {
+                    warn!(%peer, error = %e, "closing connection: malformed frame");
+                    malformed = true;
+                    break 'conn;
+                }
+            }
+        }
+        while requests.try_join_next().is_some() {}
+        match tokio::time::timeout(IDLE_TIMEOUT, rd.read_buf(&mut buf)).await {
+            Ok(Ok(0)) => break,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                debug!(error = %e, "read failed");
+                break;
+            }
+            Err(_) => {
+                info!(%peer, "closing idle connection");
+                malformed = true;
+                break;
+            }
+        }
+    }
+    if malformed {
+        requests.abort_all();
+    }
+    // Peer closed its side: let requests in flight answer (the socket may still be open).
+    while requests.join_next().await.is_some() {}
+    drop(tx);
+    let _ = writer.await;
+    debug!("disconnected");
+}
+
+async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<RemotingCommand>) {
+    let mut out = Vec::new();
+    while let Some(resp) = rx.recv().await {
+        encode(&resp, &mut out);
+        // Batch whatever else is ready into one write.
+        while let Ok(more) = rx.try_recv() {
+            encode(&more, &mut out);
+        }
+        if let Err(e) = wr.write_all(&out).await {
+            debug!(error = %e, "write failed");
+            return;
+        }
+        out.clear();
+    }
+    let _ = wr.shutdown().await;
+}
+
+fn encode(resp: &RemotingCommand, out: &mut Vec<u8>) {
+    if let Err(e) = encode_frame_into(resp, out) {
+        warn!(error = %e, opaque = resp.opaque, "cannot encode response");
+        let fallback = RemotingCommand::error_to(resp, ResponseCode::SystemError, e.to_string());
+        let mut fallback = fallback;
+        fallback.opaque = resp.opaque;
+        let _ = encode_frame_into(&fallback, out);
+    }
+}
