@@ -232,10 +232,24 @@ impl<S: StateMachine> RaftNode<S> {
             .iter()
             .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
             .collect();
-        match raft.initialize(members).await {
-            Ok(()) => info!(id = config.id, "initialized a new group"),
-            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
-            Err(e) => return Err(NodeError::Raft(format!("initialize: {e}"))),
+        // Only the lowest id forms a new group at once: if all three initialized together
+        // they would all stand in term 1 and the first leader often loses a moment later.
+        // The others form it themselves only if nobody has reached them after two election
+        // timeouts (the lowest node may be down at first boot). Same membership everywhere,
+        // so either way is safe.
+        let first = config.peers.keys().next().copied();
+        if first == Some(config.id) {
+            initialize(&raft, members).await?;
+        } else {
+            let raft = raft.clone();
+            let wait = config.election_max * 2;
+            tokio::spawn(async move {
+                if !initialized_within(&raft, wait).await {
+                    if let Err(e) = initialize(&raft, members).await {
+                        warn!(error = %e, "cannot initialize the group");
+                    }
+                }
+            });
         }
 
         let (status_tx, status_rx) = watch::channel(status_of(&raft.metrics().borrow(), &log));
@@ -451,6 +465,37 @@ impl<S: StateMachine> RaftNode<S> {
             s.role = Role::Shutdown;
             s.leader = None;
         });
+    }
+}
+
+async fn initialize(raft: &Raft, members: BTreeMap<NodeId, BasicNode>) -> Result<(), NodeError> {
+    match raft.initialize(members).await {
+        Ok(()) => {
+            info!("initialized a new group");
+            Ok(())
+        }
+        Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+        Err(e) => Err(NodeError::Raft(format!("initialize: {e}"))),
+    }
+}
+
+/// True once this node knows a membership (formed by itself or learned from a leader).
+async fn initialized_within(raft: &Raft, wait: Duration) -> bool {
+    let deadline = Instant::now() + wait;
+    let mut metrics = raft.metrics();
+    loop {
+        if metrics
+            .borrow_and_update()
+            .membership_config
+            .voter_ids()
+            .next()
+            .is_some()
+        {
+            return true;
+        }
+        if wait_changed(&mut metrics, deadline).await.is_err() {
+            return false;
+        }
     }
 }
 

@@ -410,3 +410,48 @@ async fn wiped_follower_catches_up_by_snapshot_at_the_same_positions() {
     );
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_forms_without_its_lowest_node_at_first_boot() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut listeners = Vec::new();
+    let mut peers = BTreeMap::new();
+    for id in 0..3u64 {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        peers.insert(id, l.local_addr().unwrap().to_string());
+        listeners.push(Some(l));
+    }
+    let filter = NetworkFilter::default();
+    let mut c = Cluster {
+        dir,
+        peers: peers.clone(),
+        nodes: BTreeMap::new(),
+        filter: filter.clone(),
+    };
+    // Node 0 (the one that would initialize at once) stays down: 1 and 2 form the group
+    // themselves after their wait.
+    for id in [1u64, 2] {
+        let l = listeners[id as usize].take().unwrap();
+        let conf = config(id, &peers, c.dir.path().join(format!("n{id}")));
+        c.nodes.insert(
+            id,
+            RaftNode::start(conf, MemStateMachine::default(), l, filter.clone())
+                .await
+                .unwrap(),
+        );
+    }
+    let leader = c.leader_among(&[1, 2]).await;
+    propose_n(&c, leader, 0..10).await;
+    // Node 0 boots late, pristine: it must join, not form a second group.
+    let l = listeners[0].take().unwrap();
+    let conf = config(0, &peers, c.dir.path().join("n0"));
+    c.nodes.insert(
+        0,
+        RaftNode::start(conf, MemStateMachine::default(), l, filter)
+            .await
+            .unwrap(),
+    );
+    c.converged(10).await;
+    assert_eq!(c.leader().await, leader);
+    c.shutdown().await;
+}
