@@ -5,16 +5,19 @@
 //! ```text
 //! SEND_MESSAGE(_V2) / SEND_BATCH_MESSAGE --send--> propose Append --> SUCCESS + msgId
 //! PULL_MESSAGE --pull--> consume queue units --> log().read_at --> patched records
-//! QUERY/UPDATE_CONSUMER_OFFSET, GET_MAX/MIN_OFFSET, HEART_BEAT
+//! PULL_MESSAGE with SUSPEND, nothing new --> parked until apply signals the queue (pull.rs)
+//! QUERY/UPDATE_CONSUMER_OFFSET, GET_MAX/MIN_OFFSET
+//! HEART_BEAT / UNREGISTER_CLIENT / GET_CONSUMER_LIST_BY_GROUP --> client table (consumers.rs)
 //! ```
 //! Writes (sends, topic creation, offset commits) need the leader; a follower answers
 //! SYSTEM_BUSY naming the raft leader. Reads are served by any node from applied state.
 
+mod consumers;
 mod pull;
 mod send;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -32,10 +35,12 @@ use raftmq_raft::status::{NodeStatus, Role};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
+use crate::clients::ClientTable;
 use crate::config::BrokerConfig;
 use crate::registrar::{Registrar, RegistrarConfig, TopicSource};
 use crate::remoting_client::RemotingClient;
-use crate::state::{BrokerStateMachine, Command, OffsetCommit, Reply};
+use crate::server::Channel;
+use crate::state::{Arrivals, BrokerStateMachine, Command, OffsetCommit, Reply};
 
 /// Remark of SYSTEM_BUSY on a follower (what a Java slave says), followed by the leader.
 pub const NOT_LEADER_REMARK: &str = "[REJECTREQUEST]system busy, start flow control for a while";
@@ -57,6 +62,12 @@ pub struct Broker {
     picks: AtomicU64,
     /// Wakes the registrar after a topic change (set by [`Broker::registrar`]).
     poke: Mutex<Option<Arc<Notify>>>,
+    /// Apply signals of the state machine, for long polling.
+    arrivals: Arc<Arrivals>,
+    /// Pulls parked right now (bounded by [`pull::PARKED_PULLS_MAX`]).
+    parked: AtomicUsize,
+    /// This node's clients (not replicated).
+    clients: Mutex<ClientTable<Channel>>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -83,6 +94,7 @@ impl Broker {
             NetworkFilter::default(),
         )
         .await?;
+        let arrivals = node.state_machine().with(|sm| sm.arrivals());
         let seed = u64::try_from(now_ms()).unwrap_or(0) ^ u64::from(std::process::id()) << 32;
         let uniq = UniqKeyGenerator::new(
             config.broker_ip1,
@@ -96,6 +108,9 @@ impl Broker {
             pick_seed: seed,
             picks: AtomicU64::new(0),
             poke: Mutex::new(None),
+            arrivals,
+            parked: AtomicUsize::new(0),
+            clients: Mutex::new(ClientTable::default()),
         })
     }
 
@@ -107,6 +122,11 @@ impl Broker {
     /// The raft node (status, state machine, log).
     pub fn node(&self) -> &RaftNode<BrokerStateMachine> {
         &self.node
+    }
+
+    /// Pulls parked by long polling right now.
+    pub fn parked_pulls(&self) -> usize {
+        self.parked.load(Ordering::Acquire)
     }
 
     /// The address stored as STOREHOST and registered with NameServers.
@@ -132,23 +152,26 @@ impl Broker {
         self.node.shutdown().await;
     }
 
-    /// Answers one request; `None` for a oneway request (or nothing to say).
+    /// Answers one request arriving on `channel`; `None` for a oneway request.
     pub async fn handle(
         self: &Arc<Self>,
         req: RemotingCommand,
-        peer: SocketAddr,
+        channel: &Channel,
     ) -> Option<RemotingCommand> {
+        let peer = channel.peer();
         let oneway = req.is_oneway();
         let resp = match RequestCode::from_code(req.code) {
             Some(RequestCode::SendMessage)
             | Some(RequestCode::SendMessageV2)
             | Some(RequestCode::SendBatchMessage) => self.send(&req, peer).await,
-            Some(RequestCode::PullMessage) => self.pull(&req),
+            Some(RequestCode::PullMessage) => self.pull(&req).await,
             Some(RequestCode::QueryConsumerOffset) => self.query_consumer_offset(&req),
             Some(RequestCode::UpdateConsumerOffset) => self.update_consumer_offset(&req).await,
             Some(RequestCode::GetMaxOffset) => self.get_max_offset(&req),
             Some(RequestCode::GetMinOffset) => self.get_min_offset(&req),
-            Some(RequestCode::HeartBeat) => heart_beat(&req),
+            Some(RequestCode::HeartBeat) => self.heart_beat(&req, channel),
+            Some(RequestCode::UnregisterClient) => self.unregister_client(&req),
+            Some(RequestCode::GetConsumerListByGroup) => self.consumer_list(&req),
             _ => RemotingCommand::error_to(
                 &req,
                 ResponseCode::RequestCodeNotSupported,
@@ -326,14 +349,6 @@ impl TopicSource for Broker {
             ..TopicConfigSerializeWrapper::default()
         }
     }
-}
-
-/// HEART_BEAT: no consumer table yet, so only the 5.x acknowledgement fields.
-fn heart_beat(req: &RemotingCommand) -> RemotingCommand {
-    let mut resp = RemotingCommand::response_to(req, ResponseCode::Success);
-    resp.ext_fields.insert("IS_SUPPORT_HEART_BEAT_V2", "true");
-    resp.ext_fields.insert("IS_SUB_CHANGE", "true");
-    resp
 }
 
 /// A request header that does not decode.

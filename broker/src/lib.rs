@@ -12,18 +12,20 @@
 //!   change (brokerId 0 + term only for a caught-up leader), periodically, on topic
 //!   changes; unregisters on shutdown. [`remoting_client`]: its outgoing connections.
 //! - [`broker`]: the node (raft node + state machine) and its request handlers: send,
-//!   batch send, pull (no long polling yet), consumer offsets, max/min offset, heartbeat.
+//!   batch send, pull with long polling, consumer offsets, max/min offset, heartbeat and
+//!   the consumer list. [`clients`]: the per-node client tables behind HEART_BEAT.
 //! - [`server`]: the client-facing remoting server (a task per request, out-of-order
 //!   responses matched by opaque). The `mqbroker` binary wires it all together.
 //!
-//! Later work adds persistence of consume queues and indexes, long polling, the consumer
-//! table, transactions, delay levels and retry/DLQ routing. The flow:
+//! Later work adds persistence of consume queues and indexes, transactions, delay levels
+//! and retry/DLQ routing. The flow:
 //! ```text
 //! broker.conf --BrokerConfig::from_properties--> BrokerConfig --raft_node_config--> RaftNode
 //! client --SEND_MESSAGE--> handler --propose--> raft log --apply--> consume queues --> SEND_OK
 //! ```
 
 pub mod broker;
+pub mod clients;
 pub mod config;
 pub mod registrar;
 pub mod remoting_client;

@@ -6,11 +6,14 @@
 //! connection only; oneway requests get no response.
 //! ```text
 //! reader --frame--> task per request --Broker::handle--> mpsc --> writer --> socket
+//! Broker (NOTIFY_CONSUMER_IDS_CHANGED) --Channel::push--> same mpsc --> writer --> socket
 //! ```
+//! Every connection is a [`Channel`]: the broker keeps it in its client table to push
+//! requests to the client, and hears of its closing ([`Broker::connection_closed`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,19 +36,61 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 pub const IN_FLIGHT_MAX: usize = 1024;
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
+/// Interval of the scan that expires clients without heartbeats.
+pub const CLIENT_SCAN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Opaques of broker-initiated requests (clients do not answer oneway ones).
+static PUSH_OPAQUE: AtomicI32 = AtomicI32::new(1);
+
+/// One client connection as the broker sees it: an id, the peer and a handle to push
+/// frames out on it (through the connection's writer, after queued responses).
+#[derive(Debug, Clone)]
+pub struct Channel {
+    id: u64,
+    peer: SocketAddr,
+    tx: mpsc::Sender<RemotingCommand>,
+}
+
+impl Channel {
+    /// A channel whose frames go to `tx` (the server's writer; tests use their own).
+    pub fn new(id: u64, peer: SocketAddr, tx: mpsc::Sender<RemotingCommand>) -> Self {
+        Channel { id, peer, tx }
+    }
+
+    /// The connection id, unique within this server.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Queues a broker-initiated request (a fresh opaque is assigned); false when the
+    /// connection is gone or its queue is full (the push is dropped, never awaited).
+    pub fn push(&self, mut request: RemotingCommand) -> bool {
+        request.opaque = PUSH_OPAQUE.fetch_add(1, Ordering::Relaxed);
+        self.tx.try_send(request).is_ok()
+    }
+}
+
 /// Serves client requests on `listener` until `shutdown` completes.
 pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Future<Output = ()>) {
     let next_conn = AtomicU64::new(1);
     let mut conns = JoinSet::new();
     tokio::pin!(shutdown);
+    let mut scan = tokio::time::interval(CLIENT_SCAN_INTERVAL);
+    scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
+            _ = scan.tick() => broker.expire_clients(),
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     let conn = next_conn.fetch_add(1, Ordering::Relaxed);
-                    conns.spawn(connection(broker.clone(), stream, peer)
+                    conns.spawn(connection(broker.clone(), stream, peer, conn)
                         .instrument(info_span!("conn", %peer, conn)));
                 }
                 Err(e) => {
@@ -64,10 +109,11 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Fu
     conns.shutdown().await;
 }
 
-async fn connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
+async fn connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, conn: u64) {
     debug!("connected");
     let (mut rd, wr) = stream.into_split();
     let (tx, rx) = mpsc::channel::<RemotingCommand>(IN_FLIGHT_MAX);
+    let channel = Channel::new(conn, peer, tx.clone());
     let writer = tokio::spawn(write_loop(wr, rx).in_current_span());
     let permits = Arc::new(Semaphore::new(IN_FLIGHT_MAX));
     let mut requests = JoinSet::new();
@@ -90,10 +136,10 @@ async fn connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
                         code = command.code,
                         opaque = command.opaque
                     );
-                    let (broker, tx) = (broker.clone(), tx.clone());
+                    let (broker, tx, channel) = (broker.clone(), tx.clone(), channel.clone());
                     requests.spawn(
                         async move {
-                            if let Some(resp) = broker.handle(command, peer).await {
+                            if let Some(resp) = broker.handle(command, &channel).await {
                                 let _ = tx.send(resp).await;
                             }
                             drop(permit);
@@ -124,11 +170,16 @@ async fn connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
             }
         }
     }
+    // Its clients are gone at once (their groups are told); pushes to it fail from now.
+    broker.connection_closed(conn);
+    drop(channel);
     if malformed {
         requests.abort_all();
     }
     // Peer closed its side: let requests in flight answer (the socket may still be open).
     while requests.join_next().await.is_some() {}
+    // A heartbeat that finished after the first removal may have registered it again.
+    broker.connection_closed(conn);
     drop(tx);
     let _ = writer.await;
     debug!("disconnected");

@@ -1,18 +1,30 @@
-//! PULL_MESSAGE (11) (spec §2.4.4) without long polling: PULL_NOT_FOUND is answered at
-//! once. Any node serves pulls of applied (hence committed) entries.
+//! PULL_MESSAGE (11) (spec §2.4.4). Any node serves pulls of applied (hence committed)
+//! entries.
 //!
-//! The subscription: the header's with PullSysFlag bit 2, else everything (`*`): there is
-//! no HEART_BEAT subscription table yet. A commit flag on the leader proposes the offset in
+//! Long polling (step 5): a pull with the SUSPEND flag that would answer PULL_NOT_FOUND is
+//! parked on its queue's apply signal ([`crate::state::Arrivals`], subscribed before the
+//! check so nothing applied in between is missed) for min(`suspendTimeoutMillis`, 25 s),
+//! then re-run without suspending. It wakes when apply on *this* node (leader or follower)
+//! publishes a max offset past the requested one. Beyond [`PARKED_PULLS_MAX`] parked pulls
+//! a node answers at once.
+//!
+//! The subscription: the header's with PullSysFlag bit 2; else the one registered by the
+//! group's HEART_BEATs (none for this topic: SUBSCRIPTION_NOT_EXIST). A group without any
+//! heartbeat on this node pulls with `*` (a deliberate deviation: Java answers
+//! SUBSCRIPTION_NOT_EXIST; raw and lite pull clients need not heartbeat first).
+//! A commit flag on the leader proposes the offset in
 //! the background (fire-and-forget, as the Java broker's in-memory store is): the pull is
 //! not delayed by a raft round, and a lost commit is repeated by the consumer's next pull.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use raftmq_protocol::body::topic::perm;
 use raftmq_protocol::codes::ResponseCode;
 use raftmq_protocol::headers::{
     PullMessageRequestHeader, PullMessageResponseHeader, PULL_FLAG_COMMIT_OFFSET,
-    PULL_FLAG_SUBSCRIPTION,
+    PULL_FLAG_SUBSCRIPTION, PULL_FLAG_SUSPEND,
 };
 use raftmq_protocol::message::{set_physical_offset, set_queue_offset};
 use raftmq_protocol::RemotingCommand;
@@ -23,14 +35,73 @@ use crate::state::{Command, OffsetCommit, PullLimits, PullStatus, TagFilter};
 
 /// Most messages one pull returns (the Java broker's in-memory cap).
 pub const PULL_MESSAGES_MAX: usize = 32;
+/// Longest hold of a parked pull (clients give up on a suspended pull after 30 s).
+pub const PULL_HOLD_MAX: Duration = Duration::from_secs(25);
+/// Most pulls parked on one node at once; further ones are answered at once.
+pub const PARKED_PULLS_MAX: usize = 10_000;
+
+/// How long a suspended pull is held: min(`suspendTimeoutMillis`, [`PULL_HOLD_MAX`]).
+pub fn hold_time(suspend_timeout_millis: i64) -> Duration {
+    u64::try_from(suspend_timeout_millis)
+        .map_or(Duration::ZERO, Duration::from_millis)
+        .min(PULL_HOLD_MAX)
+}
+
+/// A slot among the parked pulls; released on drop.
+struct Parked<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Parked<'a> {
+    /// A slot if fewer than `max` are taken.
+    fn try_take(count: &'a std::sync::atomic::AtomicUsize, max: usize) -> Option<Self> {
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Parked(count))
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 impl Broker {
-    /// Handles PULL_MESSAGE.
-    pub(super) fn pull(self: &Arc<Self>, req: &RemotingCommand) -> RemotingCommand {
+    /// Handles PULL_MESSAGE, parking a suspended pull that finds nothing new.
+    pub(super) async fn pull(self: &Arc<Self>, req: &RemotingCommand) -> RemotingCommand {
         let h: PullMessageRequestHeader = match req.header() {
             Ok(h) => h,
             Err(e) => return bad_header(req, e),
         };
+        if h.sys_flag & PULL_FLAG_SUSPEND == 0 {
+            return self.pull_once(req, &h);
+        }
+        let mut arrived = self.arrivals.subscribe(&h.topic, h.queue_id);
+        let resp = self.pull_once(req, &h);
+        if resp.code != ResponseCode::PullNotFound.code() {
+            return resp;
+        }
+        let Some(_slot) = Parked::try_take(&self.parked, PARKED_PULLS_MAX) else {
+            return resp;
+        };
+        let offset = h.queue_offset;
+        let hold = hold_time(h.suspend_timeout_millis);
+        // Err: the deadline (or the state machine gone); either way re-run and answer.
+        let _ = tokio::time::timeout(hold, arrived.wait_for(|&max| max > offset)).await;
+        // The commit (if any) went out with the first run.
+        let mut again = h;
+        again.sys_flag &= !PULL_FLAG_COMMIT_OFFSET;
+        self.pull_once(req, &again)
+    }
+
+    /// Steps 1–4 of §2.4.4 once, without suspending.
+    fn pull_once(
+        self: &Arc<Self>,
+        req: &RemotingCommand,
+        h: &PullMessageRequestHeader,
+    ) -> RemotingCommand {
         let err = |code, remark: String| RemotingCommand::error_to(req, code, remark);
         let Some(topic) = self
             .node
@@ -69,7 +140,19 @@ impl Broker {
             }
             TagFilter::parse(h.subscription.as_deref().unwrap_or("*"))
         } else {
-            TagFilter::parse("*")
+            match self.registered_subscription(&h.consumer_group, &h.topic) {
+                None => TagFilter::parse("*"),
+                Some(Some(sub)) => TagFilter::parse(&sub.sub_string),
+                Some(None) => {
+                    return err(
+                        ResponseCode::SubscriptionNotExist,
+                        format!(
+                            "the consumer's subscription not exist, group {} topic {}",
+                            h.consumer_group, h.topic
+                        ),
+                    )
+                }
+            }
         };
         let defaults = PullLimits::default();
         let limits = PullLimits {
@@ -88,7 +171,7 @@ impl Broker {
             .with(|sm| sm.pull(&h.topic, h.queue_id, h.queue_offset, limits, &filter));
         let leader = self.status().role == Role::Leader;
         if leader && h.sys_flag & PULL_FLAG_COMMIT_OFFSET != 0 && h.commit_offset >= 0 {
-            self.commit_in_background(&h);
+            self.commit_in_background(h);
         }
 
         let mut next_begin_offset = result.classification.next_begin_offset;
@@ -165,5 +248,32 @@ impl Broker {
                 tracing::debug!(error = %e, "pull offset commit not stored");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    #[test]
+    fn hold_is_bounded_by_25_s() {
+        assert_eq!(hold_time(300), Duration::from_millis(300));
+        assert_eq!(hold_time(30_000), PULL_HOLD_MAX);
+        assert_eq!(hold_time(-1), Duration::ZERO);
+    }
+
+    #[test]
+    fn parked_slots_are_limited_and_released() {
+        let count = AtomicUsize::new(0);
+        let a = Parked::try_take(&count, 2);
+        let b = Parked::try_take(&count, 2);
+        assert!(a.is_some() && b.is_some());
+        assert!(Parked::try_take(&count, 2).is_none(), "beyond the limit");
+        drop(a);
+        assert_eq!(count.load(Ordering::Acquire), 1);
+        assert!(Parked::try_take(&count, 2).is_some());
+        drop(b);
     }
 }

@@ -22,6 +22,8 @@
 //! - **Idempotency**: for appends flagged dedup, a `(topic, UNIQ_KEY)` still in the window is
 //!   answered with its first result (marked duplicate) and adds no unit.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use raftmq_protocol::body::topic::{DataVersion, TopicConfig};
 use raftmq_protocol::message::properties::keys;
@@ -29,6 +31,7 @@ use raftmq_protocol::message::{tag_code, MessageRecord};
 use raftmq_raft::state_machine::{Committed, CommittedPayload, SmError, StateMachine};
 use raftmq_raft::types::{LogId, StoredMembership};
 
+use super::arrivals::Arrivals;
 use super::command::{Append, AppendResult, Command, CommandError, OffsetCommit, Reply};
 use super::consume_queue::{Boundary, ConsumeQueue, CqUnit, QueueTable};
 use super::key_index::{DedupWindow, KeyIndex, DEDUP_WINDOW_MAX};
@@ -50,6 +53,8 @@ pub struct BrokerStateMachine {
     pub(super) dedup: DedupWindow,
     pub(super) last_store_time: i64,
     pub(super) purged_upto: i64,
+    /// Apply signals for long polling; not state (never snapshotted), shared by clones.
+    pub(super) arrivals: Arc<Arrivals>,
 }
 
 impl Default for BrokerStateMachine {
@@ -117,6 +122,7 @@ impl BrokerStateMachine {
             dedup: DedupWindow::default(),
             last_store_time: 0,
             purged_upto: 0,
+            arrivals: Arrivals::shared(),
         }
     }
 
@@ -166,6 +172,7 @@ impl BrokerStateMachine {
                     self.offsets.remove_topic(&topic);
                     self.keys.remove_topic(&topic);
                     self.dedup.remove_topic(&topic);
+                    self.publish_all();
                 }
                 Reply::Done
             }
@@ -211,7 +218,7 @@ impl BrokerStateMachine {
         let store_time = append.store_timestamp_ms.max(self.last_store_time);
         self.last_store_time = store_time;
         let mut results = Vec::with_capacity(prepared.len());
-        for p in prepared {
+        for p in &prepared {
             if append.dedup {
                 if let Some(first) = p
                     .uniq_key
@@ -252,7 +259,27 @@ impl BrokerStateMachine {
             }
             results.push(result);
         }
+        // One signal per queue per command: a batch targets one queue, a single one too.
+        for (i, p) in prepared.iter().enumerate() {
+            let seen = prepared[..i]
+                .iter()
+                .any(|o| o.queue_id == p.queue_id && o.topic == p.topic);
+            if !seen {
+                self.arrivals
+                    .publish(&p.topic, p.queue_id, self.max_offset(&p.topic, p.queue_id));
+            }
+        }
         Reply::Appended(results)
+    }
+
+    fn publish_all(&self) {
+        self.arrivals
+            .publish_all(|topic, queue_id| self.max_offset(topic, queue_id));
+    }
+
+    /// The apply signals of long polling (shared with the broker's pull handler).
+    pub fn arrivals(&self) -> Arc<Arrivals> {
+        self.arrivals.clone()
     }
 
     // ---- queries -------------------------------------------------------------------------
@@ -427,7 +454,9 @@ impl BrokerStateMachine {
             dedup: DedupWindow::from_entries(DEDUP_WINDOW_MAX, s.dedup),
             last_store_time: s.last_store_time,
             purged_upto: s.purged_upto,
+            arrivals: self.arrivals.clone(),
         };
+        self.publish_all();
         Ok(())
     }
 }

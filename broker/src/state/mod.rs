@@ -6,6 +6,7 @@
 //! replica applies them in log order through [`BrokerStateMachine`] (which implements
 //! `raftmq_raft::state_machine::StateMachine`) and reaches the same state byte for byte.
 //!
+//! - [`arrivals`]: per-queue apply signals that wake long-polling pulls.
 //! - [`command`]: commands, their encoding, and the apply [`Reply`].
 //! - [`consume_queue`]: per-queue 20-byte units and store times (in memory for now).
 //! - [`pull`]: TAG filters and the PULL_MESSAGE classification of §2.4.4.
@@ -18,6 +19,7 @@
 //! Not yet here (tags reserved in [`command::tags`]): queue locks, delay-delivery progress,
 //! transactions, subscription groups; on-disk consume queues with checkpoints.
 
+pub mod arrivals;
 pub mod command;
 pub mod consume_queue;
 pub mod key_index;
@@ -34,6 +36,7 @@ mod tests_prop;
 #[cfg(test)]
 mod tests_query;
 
+pub use arrivals::Arrivals;
 pub use command::{
     encode_append, Append, AppendResult, Command, CommandError, OffsetCommit, Reply,
 };

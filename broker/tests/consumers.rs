@@ -1,0 +1,291 @@
+//! Long polling and the consumer tables on an in-process 3-node group: a parked pull is
+//! answered by a later send (on the master, and on a follower by its own apply), a short
+//! suspend times out by itself, heartbeats feed GET_CONSUMER_LIST_BY_GROUP and the
+//! NOTIFY_CONSUMER_IDS_CHANGED pushes, closing a connection removes its client.
+//! Conditions are awaited with deadlines, never slept on.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{wait_until, Group, RawClient};
+use raftmq_broker::broker::Broker;
+use raftmq_protocol::body::{
+    decode_json, encode_json, ConsumerData, ConsumerIdList, HeartbeatData, SubscriptionData,
+};
+use raftmq_protocol::codes::{RequestCode, ResponseCode};
+use raftmq_protocol::headers::{
+    CommandHeader, ConsumerGroupRequestHeader, GetMaxOffsetRequestHeader, OffsetResponseHeader,
+    PullMessageRequestHeader, PullMessageResponseHeader, SendMessageRequestHeaderV2,
+    SendMessageResponseHeader, UnregisterClientRequestHeader, PULL_FLAG_SUSPEND,
+};
+use raftmq_protocol::message::{encode_properties, MessageRecord};
+use raftmq_protocol::{RemotingCommand, StrMap};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+const TOPIC: &str = "LongPollTopic";
+
+fn req(code: RequestCode, header: &impl CommandHeader) -> RemotingCommand {
+    RemotingCommand::request(code.code(), header.to_ext())
+}
+
+/// The settled leader: caught up, followed by every node.
+async fn stable_leader(group: &Group) -> Arc<Broker> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let statuses: Vec<_> = group
+            .nodes
+            .iter()
+            .map(|n| *n.node().status().borrow())
+            .collect();
+        let leader = group.nodes.iter().zip(&statuses).find(|(_, st)| {
+            st.is_caught_up_leader() && statuses.iter().all(|o| o.leader == Some(st.id))
+        });
+        if let Some((n, _)) = leader {
+            return n.clone();
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for a leader");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Sends one `body` tagged `tag` to queue 0; returns its queue offset.
+async fn send(c: &mut RawClient, tag: &str, body: &str) -> i64 {
+    let mut props = StrMap::new();
+    props.insert("TAGS", tag);
+    let h = SendMessageRequestHeaderV2 {
+        a: "ProducerGroupA".into(),
+        b: TOPIC.into(),
+        c: "TBW102".into(),
+        d: 4,
+        e: 0,
+        g: 1_700_000_000_000,
+        i: Some(encode_properties(&props)),
+        ..Default::default()
+    };
+    let resp = c
+        .call(req(RequestCode::SendMessageV2, &h).with_body(body.as_bytes().to_vec()))
+        .await;
+    assert_eq!(resp.code, ResponseCode::Success.code(), "{:?}", resp.remark);
+    resp.header::<SendMessageResponseHeader>()
+        .unwrap()
+        .queue_offset
+}
+
+fn pull(group: &str, offset: i64, sys_flag: i32, suspend_ms: i64) -> RemotingCommand {
+    let h = PullMessageRequestHeader {
+        consumer_group: group.into(),
+        topic: TOPIC.into(),
+        queue_id: 0,
+        queue_offset: offset,
+        max_msg_nums: 32,
+        sys_flag,
+        suspend_timeout_millis: suspend_ms,
+        ..Default::default()
+    };
+    req(RequestCode::PullMessage, &h)
+}
+
+async fn max_offset(c: &mut RawClient) -> i64 {
+    let h = GetMaxOffsetRequestHeader {
+        topic: TOPIC.into(),
+        queue_id: 0,
+        ..Default::default()
+    };
+    let resp = c.call(req(RequestCode::GetMaxOffset, &h)).await;
+    resp.header::<OffsetResponseHeader>().unwrap().offset
+}
+
+/// Waits for the response to `opaque`; returns it with the pushed requests seen before.
+async fn response(c: &mut RawClient, opaque: i32) -> (RemotingCommand, Vec<RemotingCommand>) {
+    let mut pushes = Vec::new();
+    loop {
+        let f = c.recv().await.expect("connection closed");
+        if f.is_response() {
+            assert_eq!(f.opaque, opaque);
+            return (f, pushes);
+        }
+        pushes.push(f);
+    }
+}
+
+/// Waits until `node` holds `n` parked pulls.
+async fn parked(node: &Broker, n: usize) {
+    wait_until("parked pulls", DEADLINE, || async {
+        node.parked_pulls() == n
+    })
+    .await;
+}
+
+fn assert_one_message(resp: &RemotingCommand, offset: i64, body: &str) {
+    assert_eq!(resp.code, ResponseCode::Success.code(), "{:?}", resp.remark);
+    let records = MessageRecord::decode_all(&resp.body).unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].queue_offset, offset);
+    assert_eq!(&records[0].body[..], body.as_bytes());
+    let ph: PullMessageResponseHeader = resp.header().unwrap();
+    assert_eq!(ph.next_begin_offset, offset + 1);
+}
+
+fn heartbeat(client: &str, group: &str, topic: &str, tag: &str) -> RemotingCommand {
+    let hb = HeartbeatData {
+        client_id: client.into(),
+        consumer_data_set: vec![ConsumerData {
+            group_name: group.into(),
+            consume_type: "CONSUME_PASSIVELY".into(),
+            message_model: "CLUSTERING".into(),
+            subscription_data_set: vec![SubscriptionData {
+                topic: topic.into(),
+                sub_string: tag.into(),
+                ..SubscriptionData::default()
+            }],
+            ..ConsumerData::default()
+        }],
+        ..HeartbeatData::default()
+    };
+    RemotingCommand::request(RequestCode::HeartBeat.code(), StrMap::new())
+        .with_body(encode_json(&hb))
+}
+
+async fn consumer_list(c: &mut RawClient, group: &str) -> Result<Vec<String>, String> {
+    let h = ConsumerGroupRequestHeader {
+        consumer_group: group.into(),
+    };
+    let opaque = c.send(req(RequestCode::GetConsumerListByGroup, &h)).await;
+    let (resp, _) = response(c, opaque).await;
+    if resp.code == ResponseCode::Success.code() {
+        let ids: ConsumerIdList = decode_json("ids", &resp.body).unwrap();
+        Ok(ids.consumer_id_list)
+    } else {
+        assert_eq!(resp.code, ResponseCode::SystemError.code());
+        Err(resp.remark.unwrap_or_default())
+    }
+}
+
+fn assert_ids_changed(push: &RemotingCommand, group: &str) {
+    assert_eq!(push.code, RequestCode::NotifyConsumerIdsChanged.code());
+    assert!(!push.is_response() && push.is_oneway());
+    let h: ConsumerGroupRequestHeader = push.header().unwrap();
+    assert_eq!(h.consumer_group, group);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_polls_wake_on_apply_on_leader_and_follower() {
+    let group = Group::start("broker-lp").await;
+    let leader = stable_leader(&group).await;
+    let follower = group
+        .nodes
+        .iter()
+        .find(|n| n.client_addr() != leader.client_addr())
+        .unwrap()
+        .clone();
+    let mut c = RawClient::connect(leader.client_addr()).await;
+    assert_eq!(send(&mut c, "TagA", "first").await, 0);
+
+    // Parked on the leader's empty tail, answered by a send from another connection.
+    let mut p = RawClient::connect(leader.client_addr()).await;
+    let opaque = p.send(pull("CG", 1, PULL_FLAG_SUSPEND, 20_000)).await;
+    parked(&leader, 1).await;
+    assert_eq!(send(&mut c, "TagA", "second").await, 1);
+    let (resp, _) = response(&mut p, opaque).await;
+    assert_one_message(&resp, 1, "second");
+    parked(&leader, 0).await;
+
+    // A short suspend answers PULL_NOT_FOUND by itself, after holding.
+    let start = Instant::now();
+    let resp = p.call(pull("CG", 2, PULL_FLAG_SUSPEND, 300)).await;
+    assert_eq!(resp.code, ResponseCode::PullNotFound.code());
+    let held = start.elapsed();
+    assert!(held >= Duration::from_millis(250), "held {held:?}");
+    assert!(held < Duration::from_secs(10), "held {held:?}");
+
+    // Parked on a follower, woken by that follower's apply.
+    let mut f = RawClient::connect(follower.client_addr()).await;
+    wait_until("the follower applies offset 1", DEADLINE, || {
+        let addr = follower.client_addr();
+        async move { max_offset(&mut RawClient::connect(addr).await).await == 2 }
+    })
+    .await;
+    let opaque = f.send(pull("CG", 2, PULL_FLAG_SUSPEND, 20_000)).await;
+    parked(&follower, 1).await;
+    assert_eq!(send(&mut c, "TagA", "third").await, 2);
+    let (resp, _) = response(&mut f, opaque).await;
+    assert_one_message(&resp, 2, "third");
+
+    // Without the subscription flag the heartbeat-registered subscription filters.
+    let (resp, _) = {
+        let o = c.send(heartbeat("c1", "TagBGroup", TOPIC, "TagB")).await;
+        response(&mut c, o).await
+    };
+    assert_eq!(resp.code, ResponseCode::Success.code());
+    let resp = c.call(pull("TagBGroup", 0, 0, 0)).await;
+    assert!(MessageRecord::decode_all(&resp.body).unwrap().is_empty());
+    assert_ne!(resp.code, ResponseCode::Success.code());
+    let (resp, _) = {
+        let o = c
+            .send(heartbeat("c1", "OtherGroup", "Elsewhere", "*"))
+            .await;
+        response(&mut c, o).await
+    };
+    assert_eq!(resp.code, ResponseCode::Success.code());
+    let resp = c.call(pull("OtherGroup", 0, 0, 0)).await;
+    assert_eq!(resp.code, ResponseCode::SubscriptionNotExist.code());
+    // No heartbeat at all: `*`.
+    let resp = c.call(pull("NoHeartbeatGroup", 0, 0, 0)).await;
+    assert_eq!(resp.code, ResponseCode::Success.code());
+
+    group.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_list_notify_and_expire_with_the_connection() {
+    let group = Group::start("broker-cl").await;
+    let addr: SocketAddr = group.nodes[0].client_addr();
+    let mut a = RawClient::connect(addr).await;
+    let mut b = RawClient::connect(addr).await;
+
+    assert_eq!(
+        consumer_list(&mut a, "CG").await,
+        Err("no consumer for this group, CG".to_owned())
+    );
+    let o = a.send(heartbeat("c1", "CG", "T", "*")).await;
+    let (resp, pushes) = response(&mut a, o).await;
+    assert_eq!(resp.code, ResponseCode::Success.code());
+    // The joiner is told too (as Java does), before the heartbeat's answer.
+    assert_eq!(pushes.len(), 1);
+    assert_ids_changed(&pushes[0], "CG");
+    assert_eq!(consumer_list(&mut a, "CG").await.unwrap(), vec!["c1"]);
+
+    // A second client joins: the first is told on its own connection.
+    let o = b.send(heartbeat("c2", "CG", "T", "*")).await;
+    let (resp, _) = response(&mut b, o).await;
+    assert_eq!(resp.code, ResponseCode::Success.code());
+    assert_ids_changed(&a.recv().await.unwrap(), "CG");
+    assert_eq!(consumer_list(&mut a, "CG").await.unwrap(), vec!["c1", "c2"]);
+
+    // A repeated heartbeat changes nothing: no push before its answer.
+    let o = b.send(heartbeat("c2", "CG", "T", "*")).await;
+    let (_, pushes) = response(&mut b, o).await;
+    assert!(pushes.is_empty());
+
+    // Closing b's connection removes c2 and tells c1.
+    drop(b);
+    assert_ids_changed(&a.recv().await.unwrap(), "CG");
+    assert_eq!(consumer_list(&mut a, "CG").await.unwrap(), vec!["c1"]);
+
+    // UNREGISTER_CLIENT empties the group.
+    let h = UnregisterClientRequestHeader {
+        client_id: "c1".into(),
+        producer_group: None,
+        consumer_group: Some("CG".into()),
+    };
+    let o = a.send(req(RequestCode::UnregisterClient, &h)).await;
+    let (resp, _) = response(&mut a, o).await;
+    assert_eq!(resp.code, ResponseCode::Success.code());
+    assert!(consumer_list(&mut a, "CG").await.is_err());
+
+    group.shutdown().await;
+}
