@@ -165,12 +165,17 @@ impl Broker {
                 .filter(|&b| b > 0)
                 .map_or(defaults.max_bytes, |b| b.min(defaults.max_bytes)),
         };
-        let result = self
-            .node
-            .state_machine()
-            .with(|sm| sm.pull(&h.topic, h.queue_id, h.queue_offset, limits, &filter));
+        let commit = h.sys_flag & PULL_FLAG_COMMIT_OFFSET != 0 && h.commit_offset >= 0;
+        let (result, stored) = self.node.state_machine().with(|sm| {
+            let result = sm.pull(&h.topic, h.queue_id, h.queue_offset, limits, &filter);
+            let stored =
+                commit.then(|| sm.consumer_offset(&h.consumer_group, &h.topic, h.queue_id));
+            (result, stored.flatten())
+        });
+        // Consumers repeat their committed offset on every pull (long polls included): only
+        // a changed offset costs a raft proposal.
         let leader = self.status().role == Role::Leader;
-        if leader && h.sys_flag & PULL_FLAG_COMMIT_OFFSET != 0 && h.commit_offset >= 0 {
+        if commit && stored != Some(h.commit_offset) && leader {
             self.commit_in_background(h);
         }
 
@@ -179,13 +184,10 @@ impl Broker {
         let mut body = Vec::new();
         if status == PullStatus::Found {
             for (offset, unit) in &result.units {
-                match self.read_record(unit.physical_offset, unit.size, *offset) {
-                    Some(rec) => body.extend_from_slice(&rec),
-                    None => {
-                        // Unreadable (purged under us): serve what was read, restart here.
-                        next_begin_offset = *offset;
-                        break;
-                    }
+                if !self.append_record(&mut body, unit.physical_offset, unit.size, *offset) {
+                    // Unreadable (purged under us): serve what was read, restart here.
+                    next_begin_offset = *offset;
+                    break;
                 }
             }
             if body.is_empty() {
@@ -218,21 +220,41 @@ impl Broker {
             .with_body(body)
     }
 
-    /// One stored record with its queue and physical offsets patched in.
-    fn read_record(&self, physical_offset: i64, size: i32, queue_offset: i64) -> Option<Vec<u8>> {
-        let pos = u64::try_from(physical_offset).ok()?;
-        let len = u64::try_from(size).ok()?;
+    /// Appends one stored record to `body` with its queue and physical offsets patched in
+    /// (one copy from the log into the response); false, with `body` unchanged, if the
+    /// record cannot be read.
+    fn append_record(
+        &self,
+        body: &mut Vec<u8>,
+        physical_offset: i64,
+        size: i32,
+        queue_offset: i64,
+    ) -> bool {
+        let (Ok(pos), Ok(len)) = (u64::try_from(physical_offset), u64::try_from(size)) else {
+            return false;
+        };
         let bytes = match self.node.log().read_at(pos, len) {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(physical_offset, size, error = %e, "cannot read a queued record");
-                return None;
+                return false;
             }
         };
-        let mut rec = bytes.to_vec();
-        set_queue_offset(&mut rec, queue_offset).ok()?;
-        set_physical_offset(&mut rec, physical_offset).ok()?;
-        Some(rec)
+        let start = body.len();
+        body.extend_from_slice(&bytes);
+        let rec = &mut body[start..];
+        if set_queue_offset(rec, queue_offset).is_err()
+            || set_physical_offset(rec, physical_offset).is_err()
+        {
+            tracing::warn!(
+                physical_offset,
+                size,
+                "queued offset does not point at a message record"
+            );
+            body.truncate(start);
+            return false;
+        }
+        true
     }
 
     fn commit_in_background(self: &Arc<Self>, h: &PullMessageRequestHeader) {

@@ -23,7 +23,7 @@ use raftmq_raft::status::Role;
 
 use super::{bad_header, now_ms, Broker};
 use crate::state::topics::system;
-use crate::state::{encode_append, Command, Reply};
+use crate::state::{append_header, Command, Reply, APPEND_HEADER_BYTES};
 
 /// Longest ordinary topic name; `%RETRY%` / `%DLQ%` names may have [`RETRY_TOPIC_CHARS_MAX`].
 pub const TOPIC_CHARS_MAX: usize = 127;
@@ -163,17 +163,20 @@ impl Broker {
             let uniq = rec.properties.get(keys::UNIQ_KEY).map(str::to_owned);
             (vec![rec], uniq)
         };
-        let mut encoded = Vec::with_capacity(records.len());
+        let len = APPEND_HEADER_BYTES
+            + records
+                .iter()
+                .map(MessageRecord::encoded_len)
+                .sum::<usize>();
+        let mut command = Vec::with_capacity(len);
+        append_header(&mut command, true, now, records.len() as u32);
         for r in &records {
-            encoded.push(
-                r.to_bytes()
-                    .map_err(|e| err(req, ResponseCode::MessageIllegal, e.to_string()))?,
-            );
+            r.encode(&mut command)
+                .map_err(|e| err(req, ResponseCode::MessageIllegal, e.to_string()))?;
         }
-        let slices: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
         let reply = self
             .node
-            .propose(encode_append(true, now, &slices))
+            .propose(Bytes::from(command))
             .await
             .map_err(|e| self.propose_failed(req, e))?;
         let results = match Reply::decode(&reply) {

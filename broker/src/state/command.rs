@@ -197,15 +197,21 @@ fn from_body<'a, T: Deserialize<'a>>(
 /// Encodes an append from borrowed records (the leader's proposal path).
 pub fn encode_append(dedup: bool, store_timestamp_ms: i64, records: &[&[u8]]) -> Bytes {
     let len = APPEND_HEADER_BYTES + records.iter().map(|r| r.len()).sum::<usize>();
-    let mut out = BytesMut::with_capacity(len);
-    out.put_u8(tags::APPEND);
-    out.put_u8(if dedup { APPEND_FLAG_DEDUP } else { 0 });
-    out.put_i64(store_timestamp_ms);
-    out.put_u32(records.len() as u32);
+    let mut out = Vec::with_capacity(len);
+    append_header(&mut out, dedup, store_timestamp_ms, records.len() as u32);
     for r in records {
-        out.put_slice(r);
+        out.extend_from_slice(r);
     }
-    out.freeze()
+    Bytes::from(out)
+}
+
+/// Writes the header of an `Append` command carrying `count` records; the caller then
+/// encodes the records straight after it (the send path: no buffer per record).
+pub fn append_header(out: &mut Vec<u8>, dedup: bool, store_timestamp_ms: i64, count: u32) {
+    out.push(tags::APPEND);
+    out.push(if dedup { APPEND_FLAG_DEDUP } else { 0 });
+    out.extend_from_slice(&store_timestamp_ms.to_be_bytes());
+    out.extend_from_slice(&count.to_be_bytes());
 }
 
 impl Command {

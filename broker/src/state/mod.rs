@@ -38,7 +38,8 @@ mod tests_query;
 
 pub use arrivals::Arrivals;
 pub use command::{
-    encode_append, Append, AppendResult, Command, CommandError, OffsetCommit, Reply,
+    append_header, encode_append, Append, AppendResult, Command, CommandError, OffsetCommit, Reply,
+    APPEND_HEADER_BYTES,
 };
 pub use consume_queue::{Boundary, ConsumeQueue, CqUnit};
 pub use machine::BrokerStateMachine;
