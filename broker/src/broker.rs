@@ -19,7 +19,7 @@ mod send;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use raftmq_protocol::body::{DataVersion, TopicConfigSerializeWrapper};
 use raftmq_protocol::codes::{RequestCode, ResponseCode};
@@ -35,6 +35,7 @@ use raftmq_raft::status::{NodeStatus, Role};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
+use crate::checkpoint::{self, CheckpointWriter};
 use crate::clients::ClientTable;
 use crate::config::BrokerConfig;
 use crate::registrar::{Registrar, RegistrarConfig, TopicSource};
@@ -68,7 +69,16 @@ pub struct Broker {
     parked: AtomicUsize,
     /// This node's clients (not replicated).
     clients: Mutex<ClientTable<Channel>>,
+    /// Writes state-machine checkpoints (see [`crate::checkpoint`]).
+    checkpoints: Arc<CheckpointWriter>,
+    /// The periodic checkpoint task.
+    checkpoint_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Last applied index of the checkpoint this node started from.
+    restored: Option<u64>,
 }
+
+/// How often a changed state machine is checkpointed: bounds what a restart re-applies.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -87,13 +97,42 @@ impl Broker {
         config: BrokerConfig,
         raft_listener: TcpListener,
     ) -> Result<Self, NodeError> {
+        let started = std::time::Instant::now();
+        let dir = config.checkpoint_dir();
+        let loaded =
+            checkpoint::load(&dir).map_err(|e| NodeError::Store(format!("checkpoint: {e}")))?;
+        let checkpoints = CheckpointWriter::start(&dir, &loaded).map_err(NodeError::Store)?;
+        let found = loaded.found;
+        let mut sm = loaded.state;
+        let restored = sm.applied_index();
+        sm.enable_checkpoints(checkpoints.clone());
+        tracing::info!(
+            found,
+            applied = ?restored,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "state machine checkpoint loaded"
+        );
         let node = RaftNode::start(
             config.raft_node_config(),
-            BrokerStateMachine::new(),
+            sm,
             raft_listener,
             NetworkFilter::default(),
         )
         .await?;
+        checkpoints.set_log_syncer(node.log_syncer().clone());
+        let checkpoint_task = {
+            let sm = node.state_machine().clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(CHECKPOINT_INTERVAL);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = sm.with(|sm| sm.checkpoint(false)) {
+                        tracing::warn!(error = %e, "checkpoint not queued");
+                    }
+                }
+            })
+        };
         let arrivals = node.state_machine().with(|sm| sm.arrivals());
         let seed = u64::try_from(now_ms()).unwrap_or(0) ^ u64::from(std::process::id()) << 32;
         let uniq = UniqKeyGenerator::new(
@@ -111,6 +150,9 @@ impl Broker {
             arrivals,
             parked: AtomicUsize::new(0),
             clients: Mutex::new(ClientTable::default()),
+            checkpoints,
+            checkpoint_task: Mutex::new(Some(checkpoint_task)),
+            restored,
         })
     }
 
@@ -122,6 +164,12 @@ impl Broker {
     /// The raft node (status, state machine, log).
     pub fn node(&self) -> &RaftNode<BrokerStateMachine> {
         &self.node
+    }
+
+    /// Last applied log index of the checkpoint this node started from (`None`: it started
+    /// from an empty state).
+    pub fn restored_index(&self) -> Option<u64> {
+        self.restored
     }
 
     /// Pulls parked by long polling right now.
@@ -147,9 +195,41 @@ impl Broker {
         registrar
     }
 
-    /// Stops the raft node.
+    /// Stops the raft node, then writes a last checkpoint (so a clean restart re-applies
+    /// nothing) and stops the checkpoint writer.
     pub async fn shutdown(&self) {
+        self.stop(true).await;
+    }
+
+    /// Stops the node; without `final_checkpoint` the data is left as a crash leaves it
+    /// (the last periodic checkpoint plus the log), which tests use to exercise recovery.
+    pub async fn stop(&self, final_checkpoint: bool) {
+        if let Some(t) = self
+            .checkpoint_task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            t.abort();
+        }
         self.node.shutdown().await;
+        let sm = self.node.state_machine().clone();
+        let writer = self.checkpoints.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let result = if final_checkpoint {
+                sm.with(|sm| sm.checkpoint(true))
+            } else {
+                Ok(())
+            };
+            writer.stop();
+            result
+        })
+        .await;
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "final checkpoint failed"),
+            Err(e) => tracing::warn!(error = %e, "final checkpoint task failed"),
+        }
     }
 
     /// Answers one request arriving on `channel`; `None` for a oneway request.

@@ -269,6 +269,11 @@ impl BrokerConfig {
         self.delete_when.clone()
     }
 
+    /// State-machine checkpoints: `<storePathRootDir>/checkpoint`.
+    pub fn checkpoint_dir(&self) -> PathBuf {
+        self.store_path_root_dir.join("checkpoint")
+    }
+
     /// Root of this node's raft data: `<storePathRootDir>/raft` (`log/` and `meta/` below).
     pub fn raft_data_dir(&self) -> PathBuf {
         self.store_path_root_dir.join("raft")

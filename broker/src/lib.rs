@@ -7,7 +7,7 @@
 //!   a validated [`BrokerConfig`], its raft peers and the raft node configuration.
 //! - [`state`]: the deterministic replicated state machine (commands, consume queues,
 //!   topic table, consumer offsets, key index, idempotency window, pull classification,
-//!   snapshots); in memory for now, persistence and checkpoints come later.
+//!   snapshots, checkpoints); [`checkpoint`]: its checkpoint files and writer thread.
 //! - [`registrar`]: registers the node with every NameServer at once on a role or term
 //!   change (brokerId 0 + term only for a caught-up leader), periodically, on topic
 //!   changes; unregisters on shutdown. [`remoting_client`]: its outgoing connections.
@@ -17,14 +17,14 @@
 //! - [`server`]: the client-facing remoting server (a task per request, out-of-order
 //!   responses matched by opaque). The `mqbroker` binary wires it all together.
 //!
-//! Later work adds persistence of consume queues and indexes, transactions, delay levels
-//! and retry/DLQ routing. The flow:
+//! Later work adds transactions, delay levels and retry/DLQ routing. The flow:
 //! ```text
 //! broker.conf --BrokerConfig::from_properties--> BrokerConfig --raft_node_config--> RaftNode
 //! client --SEND_MESSAGE--> handler --propose--> raft log --apply--> consume queues --> SEND_OK
 //! ```
 
 pub mod broker;
+pub mod checkpoint;
 pub mod clients;
 pub mod config;
 pub mod registrar;

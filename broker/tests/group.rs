@@ -7,31 +7,22 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
-use common::{Group, RawClient};
-use raftmq_protocol::body::{decode_json, TopicRouteData};
+use common::{req, send_retry, stable_master, Group, RawClient, DEADLINE, POLL};
 use raftmq_protocol::codes::{RequestCode, ResponseCode};
 use raftmq_protocol::headers::{
-    CommandHeader, GetMaxOffsetRequestHeader, GetRouteInfoRequestHeader, OffsetResponseHeader,
-    PullMessageRequestHeader, PullMessageResponseHeader, QueryConsumerOffsetRequestHeader,
-    SendMessageRequestHeaderV2, SendMessageResponseHeader, UpdateConsumerOffsetRequestHeader,
+    GetMaxOffsetRequestHeader, OffsetResponseHeader, PullMessageRequestHeader,
+    PullMessageResponseHeader, QueryConsumerOffsetRequestHeader, SendMessageRequestHeaderV2,
+    SendMessageResponseHeader, UpdateConsumerOffsetRequestHeader,
 };
 use raftmq_protocol::message::{encode_batch, encode_properties, BatchItem, MessageRecord};
 use raftmq_protocol::msgid::decode_offset_msg_id;
 use raftmq_protocol::{RemotingCommand, StrMap};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const DEADLINE: Duration = Duration::from_secs(30);
 const TOPIC: &str = "TopicTest";
-/// Poll interval of deadline-bounded waits.
-const POLL: Duration = Duration::from_millis(20);
-
-fn req(code: RequestCode, header: &impl CommandHeader) -> RemotingCommand {
-    RemotingCommand::request(code.code(), header.to_ext())
-}
 
 fn send_header(queue_id: i32, props: Option<String>) -> SendMessageRequestHeaderV2 {
     SendMessageRequestHeaderV2 {
@@ -68,83 +59,6 @@ async fn max_offset(c: &mut RawClient, queue_id: i32) -> i64 {
     let resp = c.call(req(RequestCode::GetMaxOffset, &h)).await;
     assert_eq!(resp.code, ResponseCode::Success.code());
     resp.header::<OffsetResponseHeader>().unwrap().offset
-}
-
-/// The master's client address per the NameServer's TBW102 route.
-async fn master_addr(namesrv: SocketAddr) -> SocketAddr {
-    let mut ns = RawClient::connect(namesrv).await;
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let h = GetRouteInfoRequestHeader {
-            topic: "TBW102".into(),
-            ..Default::default()
-        };
-        let resp = ns.call(req(RequestCode::GetRouteinfoByTopic, &h)).await;
-        if resp.code == ResponseCode::Success.code() {
-            let route: TopicRouteData = decode_json("route", &resp.body).unwrap();
-            let master = route
-                .broker_datas
-                .iter()
-                .find_map(|b| b.broker_addrs.get(&0).cloned());
-            if let Some(m) = master {
-                return m.parse().unwrap();
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for a master in the route"
-        );
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-/// The master once the group is settled: the NameServer's master is a caught-up leader that
-/// every node follows.
-async fn stable_master(group: &Group) -> SocketAddr {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let m = master_addr(group.namesrv).await;
-        let statuses: Vec<_> = group
-            .nodes
-            .iter()
-            .map(|n| *n.node().status().borrow())
-            .collect();
-        let settled = group.nodes.iter().zip(&statuses).any(|(n, st)| {
-            n.client_addr() == m
-                && st.is_caught_up_leader()
-                && statuses.iter().all(|o| o.leader == Some(st.id))
-        });
-        if settled {
-            return m;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for a settled master"
-        );
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-/// Sends `r` to the master, retrying on retryable errors against the (new) master; returns
-/// the master that answered and its response. Idempotent when `r` carries UNIQ_KEYs.
-async fn send_retry(
-    group: &Group,
-    c: &mut RawClient,
-    master: &mut SocketAddr,
-    r: RemotingCommand,
-) -> RemotingCommand {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let resp = c.call(r.clone()).await;
-        let retryable = [ResponseCode::SystemBusy, ResponseCode::SystemError]
-            .iter()
-            .any(|code| code.code() == resp.code);
-        if !retryable || Instant::now() > deadline {
-            return resp;
-        }
-        *master = stable_master(group).await;
-        *c = RawClient::connect(*master).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

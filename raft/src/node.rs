@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::batch::Proposer;
-use crate::log_store::{FlushPolicy, LogReadHandle, LogStoreConfig, SegmentedLogStore};
+use crate::log_store::{FlushPolicy, LogReadHandle, LogStoreConfig, LogSyncer, SegmentedLogStore};
 use crate::network::{self, CustomRpcHandler, NetworkFactory, NetworkFilter};
 use crate::state_machine::{SmAdapter, SmHandle, StateMachine};
 use crate::status::{NodeStatus, Role};
@@ -165,6 +165,7 @@ pub struct RaftNode<S: StateMachine> {
     raft: Raft,
     sm: SmHandle<S>,
     log: LogReadHandle,
+    syncer: LogSyncer,
     status: watch::Receiver<NodeStatus>,
     transferring: Arc<AtomicBool>,
     net: NetworkFactory,
@@ -208,6 +209,7 @@ impl<S: StateMachine> RaftNode<S> {
         })
         .map_err(|e| NodeError::Store(e.to_string()))?;
         let log = store.read_handle();
+        let syncer = store.syncer();
         let adapter =
             SmAdapter::new(sm, Arc::new(log.clone())).with_rebase_hint(store.rebase_hint());
         let sm_handle = adapter.handle();
@@ -263,6 +265,7 @@ impl<S: StateMachine> RaftNode<S> {
             raft,
             sm: sm_handle,
             log,
+            syncer,
             status: status_rx,
             transferring: Arc::new(AtomicBool::new(false)),
             net,
@@ -293,6 +296,11 @@ impl<S: StateMachine> RaftNode<S> {
     /// Reads of the commit log by index or byte position.
     pub fn log(&self) -> &LogReadHandle {
         &self.log
+    }
+
+    /// Syncs the local log from any thread (state-machine checkpoints use it).
+    pub fn log_syncer(&self) -> &LogSyncer {
+        &self.syncer
     }
 
     /// The openraft handle (metrics, admin).

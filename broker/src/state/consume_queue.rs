@@ -1,13 +1,10 @@
 //! Consume queues: per (topic, queue id), the 20-byte units of the Java store
 //! (physical offset, size, tag code) in logical-offset order, plus each unit's store time.
 //!
-//! In memory for now. The API is shaped for an on-disk, checkpointed implementation
-//! (fixed-size unit files per queue, as `consumequeue/` in DESIGN.md): units are only ever
-//! appended at the tail or dropped from the head, [`CqUnit::to_bytes`] is the on-disk unit,
-//! and a queue is fully described by `min_offset` plus its units. **Future work**: persist
-//! units and checkpoint the applied index so a restart rebuilds queues from the checkpoint
-//! and replays only the log after it; today a restarted node re-applies its log (or installs
-//! a snapshot, whose queues start empty at their bases).
+//! Held in memory (20 + 8 bytes per message) and made durable by checkpoints
+//! ([`super::checkpoint`]): units are only ever appended at the tail or dropped from the
+//! head, so each checkpoint journals just the units added since the previous one and a
+//! restart rebuilds queues from the journal and re-applies only the log after it.
 
 use std::collections::BTreeMap;
 
@@ -132,6 +129,26 @@ impl ConsumeQueue {
         }
     }
 
+    /// Units and store times from `from` to the end (empty if `from` is not retained).
+    pub fn tail(&self, from: i64) -> (&[CqUnit], &[i64]) {
+        match self.index(from) {
+            Some(i) => (&self.units[i..], &self.store_times[i..]),
+            None => (&[], &[]),
+        }
+    }
+
+    /// Drops the units below logical offset `offset` (no-op if none).
+    pub fn drop_before(&mut self, offset: i64) {
+        let n = usize::try_from(offset - self.min_offset)
+            .unwrap_or(0)
+            .min(self.units.len());
+        if n > 0 {
+            self.units.drain(..n);
+            self.store_times.drain(..n);
+            self.min_offset += n as i64;
+        }
+    }
+
     /// Drops the units whose record starts below `physical_offset` (units are in log order,
     /// so they form a prefix) and raises `min_offset` past them; returns how many.
     pub fn purge_below(&mut self, physical_offset: i64) -> usize {
@@ -194,6 +211,11 @@ impl QueueTable {
             .entry(topic.to_owned())
             .or_default()
             .insert(queue_id, queue);
+    }
+
+    /// Removes and returns one queue.
+    pub fn take(&mut self, topic: &str, queue_id: i32) -> Option<ConsumeQueue> {
+        self.topics.get_mut(topic)?.remove(&queue_id)
     }
 
     /// Removes every queue of `topic`.

@@ -1,6 +1,7 @@
 //! The message key index (QUERY_MESSAGE) and the idempotent-produce window.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
 
@@ -11,19 +12,101 @@ pub const KEY_INDEX_PER_KEY_MAX: usize = 64;
 /// Most `(topic, UNIQ_KEY)`s in the idempotency window (oldest evicted first).
 pub const DEDUP_WINDOW_MAX: usize = 100_000;
 
-/// One indexed record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct IndexEntry {
-    physical_offset: i64,
-    store_time: i64,
+/// 64-bit FNV-1a of a key: stable across versions and platforms, because key hashes are
+/// written to checkpoints.
+pub fn key_hash(key: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
-/// `topic#key` → recent physical offsets, from each record's KEYS (split on spaces) and
-/// UNIQ_KEY. Bounded per key; not part of snapshots (a node that installs one has no log
-/// below it). Only looked up, never iterated into state, so hash maps keep it deterministic.
+/// A hasher for keys that already are hashes.
+#[derive(Default)]
+struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type HashKeyed<V> = HashMap<u64, V, BuildHasherDefault<IdentityHasher>>;
+
+/// One indexed record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// Physical offset of the record.
+    pub physical_offset: i64,
+    /// Its store time.
+    pub store_time: i64,
+}
+
+/// The entries of one key hash: one inline (the common case: UNIQ_KEYs), more boxed.
+#[derive(Debug, Clone)]
+enum Hits {
+    One(IndexEntry),
+    Many(Box<VecDeque<IndexEntry>>),
+}
+
+impl Hits {
+    fn push(&mut self, e: IndexEntry) {
+        match self {
+            Hits::One(first) => {
+                let mut v = VecDeque::with_capacity(2);
+                v.push_back(*first);
+                v.push_back(e);
+                *self = Hits::Many(Box::new(v));
+            }
+            Hits::Many(v) => {
+                if v.len() >= KEY_INDEX_PER_KEY_MAX {
+                    v.pop_front();
+                }
+                v.push_back(e);
+            }
+        }
+    }
+
+    fn iter(&self) -> impl DoubleEndedIterator<Item = &IndexEntry> {
+        let (one, many) = match self {
+            Hits::One(e) => (Some(e), None),
+            Hits::Many(v) => (None, Some(v.iter())),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
+
+    /// Drops entries below `physical_offset`; false when nothing is left.
+    fn retain_from(&mut self, physical_offset: i64) -> bool {
+        match self {
+            Hits::One(e) => e.physical_offset >= physical_offset,
+            Hits::Many(v) => {
+                v.retain(|e| e.physical_offset >= physical_offset);
+                !v.is_empty()
+            }
+        }
+    }
+}
+
+/// Per topic, [`key_hash`] of each KEYS word and UNIQ_KEY → recent records. Bounded per
+/// hash; not part of snapshots (a node that installs one has no log below it) but written
+/// to checkpoints. Hashes may collide, so lookups return *candidates*: callers read the
+/// records and keep those whose keys match (as RocketMQ's index files do; clients filter
+/// again anyway). Only looked up, never iterated into state, so hash maps keep it
+/// deterministic.
 #[derive(Debug, Clone, Default)]
 pub struct KeyIndex {
-    topics: HashMap<String, HashMap<String, VecDeque<IndexEntry>>>,
+    topics: HashMap<String, HashKeyed<Hits>>,
+    len: usize,
 }
 
 impl KeyIndex {
@@ -32,32 +115,36 @@ impl KeyIndex {
         if key.is_empty() {
             return;
         }
+        self.add_hash(topic, key_hash(key), physical_offset, store_time);
+    }
+
+    /// Indexes one record under a key hash (checkpoint restore).
+    pub fn add_hash(&mut self, topic: &str, hash: u64, physical_offset: i64, store_time: i64) {
         let keys = match self.topics.get_mut(topic) {
             Some(k) => k,
             None => self.topics.entry(topic.to_owned()).or_default(),
         };
-        let entries = match keys.get_mut(key) {
-            Some(e) => e,
-            None => keys.entry(key.to_owned()).or_default(),
-        };
-        if entries.len() >= KEY_INDEX_PER_KEY_MAX {
-            entries.pop_front();
-        }
-        entries.push_back(IndexEntry {
+        let e = IndexEntry {
             physical_offset,
             store_time,
-        });
+        };
+        match keys.get_mut(&hash) {
+            Some(hits) => hits.push(e),
+            None => {
+                keys.insert(hash, Hits::One(e));
+                self.len += 1;
+            }
+        }
     }
 
-    /// Physical offsets indexed under `topic#key` with `begin ≤ store time ≤ end`, newest
-    /// first, at most `max`.
+    /// Candidate physical offsets indexed under `topic#key` with `begin ≤ store time ≤ end`,
+    /// newest first, at most `max`. May include records of other keys with the same hash.
     pub fn lookup(&self, topic: &str, key: &str, begin: i64, end: i64, max: usize) -> Vec<i64> {
         self.topics
             .get(topic)
-            .and_then(|keys| keys.get(key))
-            .map(|entries| {
-                entries
-                    .iter()
+            .and_then(|keys| keys.get(&key_hash(key)))
+            .map(|hits| {
+                hits.iter()
                     .rev()
                     .filter(|e| (begin..=end).contains(&e.store_time))
                     .take(max)
@@ -67,20 +154,38 @@ impl KeyIndex {
             .unwrap_or_default()
     }
 
+    /// Distinct key hashes held (for sizing checkpoints).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when nothing is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Every entry as (topic, hash, entry), oldest first per hash (checkpoint rewrites).
+    pub fn entries(&self) -> impl Iterator<Item = (&str, u64, &IndexEntry)> {
+        self.topics.iter().flat_map(|(t, keys)| {
+            keys.iter()
+                .flat_map(move |(h, hits)| hits.iter().map(move |e| (t.as_str(), *h, e)))
+        })
+    }
+
     /// Drops entries of records starting below `physical_offset` (retention).
     pub fn purge_below(&mut self, physical_offset: i64) {
         for keys in self.topics.values_mut() {
-            keys.retain(|_, entries| {
-                entries.retain(|e| e.physical_offset >= physical_offset);
-                !entries.is_empty()
-            });
+            keys.retain(|_, hits| hits.retain_from(physical_offset));
         }
         self.topics.retain(|_, keys| !keys.is_empty());
+        self.len = self.topics.values().map(HashMap::len).sum();
     }
 
     /// Forgets `topic`.
     pub fn remove_topic(&mut self, topic: &str) {
-        self.topics.remove(topic);
+        if let Some(keys) = self.topics.remove(topic) {
+            self.len -= keys.len();
+        }
     }
 }
 

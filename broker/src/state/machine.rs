@@ -32,8 +32,11 @@ use raftmq_raft::state_machine::{Committed, CommittedPayload, SmError, StateMach
 use raftmq_raft::types::{LogId, StoredMembership};
 
 use super::arrivals::Arrivals;
+use super::checkpoint::CheckpointTracker;
 use super::command::{Append, AppendResult, Command, CommandError, OffsetCommit, Reply};
 use super::consume_queue::{Boundary, ConsumeQueue, CqUnit, QueueTable};
+use super::journal::KeyRec;
+use super::key_index::key_hash;
 use super::key_index::{DedupWindow, KeyIndex, DEDUP_WINDOW_MAX};
 use super::offsets::ConsumerOffsets;
 use super::pull::{pull, PullLimits, PullResult, TagFilter};
@@ -55,6 +58,8 @@ pub struct BrokerStateMachine {
     pub(super) purged_upto: i64,
     /// Apply signals for long polling; not state (never snapshotted), shared by clones.
     pub(super) arrivals: Arc<Arrivals>,
+    /// What the checkpoint journal already holds; not state.
+    pub(super) ckpt: CheckpointTracker,
 }
 
 impl Default for BrokerStateMachine {
@@ -123,6 +128,7 @@ impl BrokerStateMachine {
             last_store_time: 0,
             purged_upto: 0,
             arrivals: Arrivals::shared(),
+            ckpt: CheckpointTracker::default(),
         }
     }
 
@@ -172,6 +178,7 @@ impl BrokerStateMachine {
                     self.offsets.remove_topic(&topic);
                     self.keys.remove_topic(&topic);
                     self.dedup.remove_topic(&topic);
+                    self.ckpt.reset();
                     self.publish_all();
                 }
                 Reply::Done
@@ -179,6 +186,15 @@ impl BrokerStateMachine {
             Command::Purge {
                 upto_physical_offset,
             } => {
+                // Retention only ever cuts below what the log already holds; a point past
+                // this very command would also drop messages appended later.
+                let beyond = payload_position
+                    .is_some_and(|p| upto_physical_offset > i64::try_from(p).unwrap_or(i64::MAX));
+                if beyond {
+                    return Ok(Reply::Rejected(format!(
+                        "purge point {upto_physical_offset} is past the end of the log"
+                    )));
+                }
                 if upto_physical_offset > self.purged_upto {
                     self.purged_upto = upto_physical_offset;
                     self.queues.purge_below(upto_physical_offset);
@@ -244,7 +260,22 @@ impl BrokerStateMachine {
                 .get_or_create(&p.topic, p.queue_id)
                 .append(unit, store_time);
             for key in p.keys.iter().chain(p.uniq_key.as_ref()) {
-                self.keys.add(&p.topic, key, physical_offset, store_time);
+                if key.is_empty() {
+                    continue;
+                }
+                let hash = key_hash(key);
+                self.keys
+                    .add_hash(&p.topic, hash, physical_offset, store_time);
+                if self.ckpt.enabled() {
+                    self.ckpt.key_added(
+                        &p.topic,
+                        KeyRec {
+                            hash,
+                            physical_offset,
+                            store_time,
+                        },
+                    );
+                }
             }
             let result = AppendResult {
                 queue_id: p.queue_id,
@@ -389,6 +420,11 @@ impl BrokerStateMachine {
         self.topics.data_version()
     }
 
+    /// Index of the last applied log entry.
+    pub fn applied_index(&self) -> Option<u64> {
+        self.last_applied.map(|l| l.index)
+    }
+
     /// Highest purge point applied (0 if none).
     pub fn purged_upto(&self) -> i64 {
         self.purged_upto
@@ -444,7 +480,10 @@ impl BrokerStateMachine {
                 ConsumeQueue::starting_at(b.next_offset),
             );
         }
+        let mut ckpt = std::mem::take(&mut self.ckpt);
+        ckpt.reset();
         *self = BrokerStateMachine {
+            ckpt,
             last_applied: last,
             membership,
             topics: TopicTable::from_parts(s.topics, s.data_version),
@@ -486,6 +525,9 @@ impl StateMachine for BrokerStateMachine {
     }
 
     fn snapshot(&mut self) -> Result<Vec<u8>, SmError> {
+        // A log purge follows a snapshot: the checkpoint must cover at least as much first.
+        self.checkpoint(true)
+            .map_err(|e| SmError(format!("checkpoint before snapshot failed: {e}")))?;
         self.snapshot_bytes()
     }
 

@@ -8,20 +8,24 @@
 //!
 //! - [`arrivals`]: per-queue apply signals that wake long-polling pulls.
 //! - [`command`]: commands, their encoding, and the apply [`Reply`].
-//! - [`consume_queue`]: per-queue 20-byte units and store times (in memory for now).
+//! - [`consume_queue`]: per-queue 20-byte units and store times.
 //! - [`pull`]: TAG filters and the PULL_MESSAGE classification of §2.4.4.
 //! - [`topics`]: the topic table, seeded with the system topics, and its DataVersion.
 //! - [`offsets`]: consumer offsets.
 //! - [`key_index`]: `topic#key` → physical offsets, and the idempotent-produce window.
 //! - [`snapshot`]: the versioned metadata snapshot.
+//! - [`journal`], [`checkpoint`]: durable checkpoints (metadata + journaled units and key
+//!   entries) so a restart re-applies only the log after the last one.
 //! - [`machine`]: apply rules and queries.
 //!
 //! Not yet here (tags reserved in [`command::tags`]): queue locks, delay-delivery progress,
-//! transactions, subscription groups; on-disk consume queues with checkpoints.
+//! transactions, subscription groups.
 
 pub mod arrivals;
+pub mod checkpoint;
 pub mod command;
 pub mod consume_queue;
+pub mod journal;
 pub mod key_index;
 pub mod machine;
 pub mod offsets;
@@ -32,11 +36,14 @@ pub mod topics;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_checkpoint;
+#[cfg(test)]
 mod tests_prop;
 #[cfg(test)]
 mod tests_query;
 
 pub use arrivals::Arrivals;
+pub use checkpoint::{CheckpointJob, CheckpointSink};
 pub use command::{
     append_header, encode_append, Append, AppendResult, Command, CommandError, OffsetCommit, Reply,
     APPEND_HEADER_BYTES,

@@ -21,7 +21,7 @@ fn arb_record() -> impl Strategy<Value = (usize, i32, Option<String>, Option<Str
     )
 }
 
-fn arb_command() -> impl Strategy<Value = Command> {
+pub(super) fn arb_command() -> impl Strategy<Value = Command> {
     prop_oneof![
         (
             any::<bool>(),

@@ -350,10 +350,22 @@ fn purge_raises_min_offsets() {
     assert_eq!(sm.min_offset("T", 0), 1);
     let c = log.appended(&mut sm, &append(false, 3, vec![plain("T", 1)]));
     assert_eq!(c[0].queue_offset, 1);
+    // A point past the end of the log is refused; the end itself drops everything.
+    assert!(matches!(
+        log.apply(
+            &mut sm,
+            &Command::Purge {
+                upto_physical_offset: i64::MAX,
+            },
+        ),
+        Reply::Rejected(_)
+    ));
+    assert_eq!(sm.min_offset("T", 1), 1);
+    let end = log.buf.len() as i64;
     log.apply(
         &mut sm,
         &Command::Purge {
-            upto_physical_offset: i64::MAX,
+            upto_physical_offset: end,
         },
     );
     assert_eq!((sm.min_offset("T", 1), sm.max_offset("T", 1)), (2, 2));

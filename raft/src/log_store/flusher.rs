@@ -177,12 +177,54 @@ impl Flusher {
     /// Writes out and syncs everything written so far, from the calling thread. Pending
     /// completions still fire from the flusher.
     pub fn sync_now(&self) -> Result<(), LogStoreError> {
-        if let Some(e) = self.failure() {
-            return Err(e);
+        self.syncer().sync()
+    }
+
+    /// A handle that can sync the log from other threads after the store moved into raft.
+    pub fn syncer(&self) -> LogSyncer {
+        LogSyncer {
+            shared: self.shared.clone(),
+            log: self.log.clone(),
+        }
+    }
+}
+
+/// Makes everything appended so far durable, from any thread (e.g. before a state-machine
+/// checkpoint that must not get ahead of the local log under the async flush policy).
+#[derive(Clone)]
+pub struct LogSyncer {
+    shared: Arc<FlushShared>,
+    log: Arc<Shared>,
+}
+
+impl std::fmt::Debug for LogSyncer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogSyncer").finish_non_exhaustive()
+    }
+}
+
+impl LogSyncer {
+    /// Writes out and syncs everything appended so far; the store's sticky failure if any.
+    pub fn sync(&self) -> Result<(), LogStoreError> {
+        if let Some(reason) = self.shared.lock().failed.clone() {
+            return Err(LogStoreError::Failed(reason));
         }
         let io = self.log.lock_io();
-        self.write_out_now(&io)?;
-        let dirty = mem::take(&mut self.shared.lock().dirty);
+        let written = match write_out(&self.log, &io) {
+            Ok(w) => w,
+            Err(e) => {
+                let err = self.shared.fail(e.to_string());
+                self.shared.wake.notify_one();
+                return Err(err);
+            }
+        };
+        let dirty = {
+            let mut q = self.shared.lock();
+            if let Some((file, name)) = written {
+                q.mark_dirty(file, name);
+            }
+            mem::take(&mut q.dirty)
+        };
         sync_files(&self.shared, &dirty)
     }
 }

@@ -43,7 +43,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::LogStoreError;
-pub use flusher::Completion;
+pub use flusher::{Completion, LogSyncer};
 pub use frame::{payload_position, EntryKind, FrameHeader, FRAME_BYTES_MAX, HEADER_BYTES};
 pub use index::LogReadHandle;
 pub use rebase::{RebaseHint, RebasePoint};
@@ -278,6 +278,11 @@ impl SegmentedLogStore {
     pub fn log_state(&self) -> (Option<LogId>, Option<LogId>) {
         let st = self.shared.read();
         (st.purged, st.last.or(st.purged))
+    }
+
+    /// A handle that syncs the log from any thread, usable after the store moved into raft.
+    pub fn syncer(&self) -> LogSyncer {
+        self.flusher.syncer()
     }
 
     /// Syncs every written byte now, from the calling thread (explicit flush; under the sync
