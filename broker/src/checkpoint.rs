@@ -118,7 +118,6 @@ pub fn load(dir: &Path) -> Result<Loaded, String> {
     };
     let meta = decode_meta(&bytes).map_err(|e| format!("{}: {e}", meta_path.display()))?;
     let jpath = dir.join(journal_name(meta.generation));
-    let mut journal = Vec::new();
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -135,6 +134,7 @@ pub fn load(dir: &Path) -> Result<Loaded, String> {
             meta.journal_len
         ));
     }
+    let mut journal = Vec::with_capacity(usize::try_from(meta.journal_len).unwrap_or(0));
     (&file)
         .take(meta.journal_len)
         .read_to_end(&mut journal)

@@ -18,7 +18,7 @@ use raftmq_raft::types::LogId;
 
 use super::consume_queue::{ConsumeQueue, QueueTable};
 use super::journal::{self, Block, KeyRec};
-use super::key_index::{DedupWindow, KeyIndex, DEDUP_WINDOW_MAX};
+use super::key_index::{DedupWindow, IndexEntry, KeyIndex, DEDUP_WINDOW_MAX};
 use super::snapshot::SnapshotV1;
 use super::topics::TopicTable;
 use super::BrokerStateMachine;
@@ -190,6 +190,22 @@ impl BrokerStateMachine {
         let s = SnapshotV1::decode(meta)?;
         let mut queues = QueueTable::default();
         let mut keys = KeyIndex::default();
+        // Size every collection once: growing them by doubling costs more than filling them.
+        let mut unit_counts: HashMap<(String, i32), usize> = HashMap::new();
+        let mut key_counts: HashMap<String, usize> = HashMap::new();
+        for (kind, topic, queue_id, n) in journal::counts(journal_bytes) {
+            if kind == journal::BLOCK_UNITS {
+                *unit_counts.entry((topic, queue_id)).or_default() += n;
+            } else {
+                *key_counts.entry(topic).or_default() += n;
+            }
+        }
+        for ((topic, queue_id), n) in &unit_counts {
+            queues.get_or_create(topic, *queue_id).reserve(*n);
+        }
+        for (topic, n) in &key_counts {
+            keys.reserve(topic, *n);
+        }
         journal::parse(journal_bytes, |block| {
             match block {
                 Block::Units {
@@ -215,9 +231,18 @@ impl BrokerStateMachine {
                     }
                 }
                 Block::Keys { topic, keys: recs } => {
-                    for r in recs {
-                        keys.add_hash(&topic, r.hash, r.physical_offset, r.store_time);
-                    }
+                    keys.extend_hashes(
+                        &topic,
+                        recs.iter().map(|r| {
+                            (
+                                r.hash,
+                                IndexEntry {
+                                    physical_offset: r.physical_offset,
+                                    store_time: r.store_time,
+                                },
+                            )
+                        }),
+                    );
                 }
             }
             Ok(())

@@ -129,6 +129,12 @@ impl ConsumeQueue {
         }
     }
 
+    /// Makes room for `n` more units.
+    pub fn reserve(&mut self, n: usize) {
+        self.units.reserve(n);
+        self.store_times.reserve(n);
+    }
+
     /// Units and store times from `from` to the end (empty if `from` is not retained).
     pub fn tail(&self, from: i64) -> (&[CqUnit], &[i64]) {
         match self.index(from) {

@@ -213,6 +213,40 @@ fn parse_body(kind: u8, body: &[u8]) -> Option<Block> {
     r.done().then_some(block)
 }
 
+/// Item counts per block, from the block headers only (no checksums): sizes collections
+/// before [`parse`] fills them. Stops quietly at the first block it cannot read.
+pub fn counts(bytes: &[u8]) -> Vec<(u8, String, i32, usize)> {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while let Some(header) = bytes.get(at..at + BLOCK_HEADER_BYTES) {
+        let kind = header[0];
+        let mut len = [0u8; 4];
+        len.copy_from_slice(&header[1..5]);
+        let len = u32::from_be_bytes(len) as usize;
+        let body_start = at + BLOCK_HEADER_BYTES;
+        let Some(body) = bytes.get(body_start..body_start.saturating_add(len)) else {
+            break;
+        };
+        let mut r = Reader { bytes: body, at: 0 };
+        let item = match kind {
+            BLOCK_UNITS => (|| {
+                let topic = r.topic()?;
+                let queue_id = r.i32()?;
+                r.i64()?;
+                Some((kind, topic, queue_id, r.u32()? as usize))
+            })(),
+            BLOCK_KEYS => (|| Some((kind, r.topic()?, 0, r.u32()? as usize)))(),
+            _ => None,
+        };
+        match item {
+            Some(i) => out.push(i),
+            None => break,
+        }
+        at = body_start + len;
+    }
+    out
+}
+
 /// Parses every block of `bytes` (exactly; a partial block is an error) and hands each to
 /// `visit` in order. Errors name the byte offset of the bad block.
 pub fn parse(

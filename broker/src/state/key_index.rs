@@ -137,6 +137,40 @@ impl KeyIndex {
         }
     }
 
+    /// Indexes a run of entries of one topic (checkpoint restore: one topic lookup and one
+    /// reservation for the whole run).
+    pub fn extend_hashes(
+        &mut self,
+        topic: &str,
+        entries: impl ExactSizeIterator<Item = (u64, IndexEntry)>,
+    ) {
+        let keys = match self.topics.get_mut(topic) {
+            Some(k) => k,
+            None => self.topics.entry(topic.to_owned()).or_default(),
+        };
+        for (hash, e) in entries {
+            match keys.entry(hash) {
+                std::collections::hash_map::Entry::Occupied(mut o) => o.get_mut().push(e),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(Hits::One(e));
+                    self.len += 1;
+                }
+            }
+        }
+    }
+
+    /// Makes room for `n` more key hashes of `topic`.
+    pub fn reserve(&mut self, topic: &str, n: usize) {
+        match self.topics.get_mut(topic) {
+            Some(k) => k.reserve(n),
+            None => {
+                let mut k = HashKeyed::default();
+                k.reserve(n);
+                self.topics.insert(topic.to_owned(), k);
+            }
+        }
+    }
+
     /// Candidate physical offsets indexed under `topic#key` with `begin ≤ store time ≤ end`,
     /// newest first, at most `max`. May include records of other keys with the same hash.
     pub fn lookup(&self, topic: &str, key: &str, begin: i64, end: i64, max: usize) -> Vec<i64> {
