@@ -399,47 +399,58 @@ impl<S: StateMachine> RaftNode<S> {
 
     /// Builds a snapshot of everything applied so far, waits for it, then purges the log up to
     /// the snapshot's last log id and waits for that (within the proposal timeout); returns
-    /// that log id, or `None` if nothing was applied yet. Log retention goes through here.
+    /// that log id, or `None` if nothing was applied yet.
     ///
     /// On a leader openraft defers a purge while a replication stream still reads those
     /// entries; if that outlasts the timeout this returns [`NodeError::Timeout`] and the purge
     /// still happens later.
     pub async fn snapshot_and_purge(&self) -> Result<Option<LogId>, NodeError> {
-        let deadline = Instant::now() + self.propose_timeout;
-        let mut metrics = self.raft.metrics();
-        let Some(target) = metrics.borrow_and_update().last_applied else {
+        let Some(target) = self.raft.metrics().borrow().last_applied else {
             return Ok(None);
         };
+        self.purge_upto(target.index).await
+    }
+
+    /// Purges the log up to `index` (at most the last applied entry): makes sure a snapshot
+    /// covers it (building one if needed), then purges and waits (within the proposal
+    /// timeout). Log retention goes through here. Returns the purged log id, `None` if
+    /// nothing was applied yet.
+    pub async fn purge_upto(&self, index: u64) -> Result<Option<LogId>, NodeError> {
+        let deadline = Instant::now() + self.propose_timeout;
+        let mut metrics = self.raft.metrics();
+        let Some(applied) = metrics.borrow_and_update().last_applied else {
+            return Ok(None);
+        };
+        let index = index.min(applied.index);
         let fatal = |e: openraft::error::Fatal<NodeId>| NodeError::Raft(e.to_string());
         // A trigger while a build is running is ignored; trigger again once it is done.
-        let snapshot = loop {
+        loop {
             let current = metrics.borrow_and_update().snapshot;
-            if let Some(s) = current.filter(|s| s.index >= target.index) {
-                break s;
+            if current.is_some_and(|s| s.index >= index) {
+                break;
             }
             self.raft.trigger().snapshot().await.map_err(fatal)?;
             while metrics.borrow_and_update().snapshot == current {
                 wait_changed(&mut metrics, deadline).await.map_err(|_| {
-                    NodeError::Timeout(format!("snapshot covering log index {}", target.index))
+                    NodeError::Timeout(format!("snapshot covering log index {index}"))
                 })?;
             }
-        };
+        }
         self.raft
             .trigger()
-            .purge_log(snapshot.index)
+            .purge_log(index)
             .await
             .map_err(fatal)?;
-        while metrics
-            .borrow_and_update()
-            .purged
-            .is_none_or(|p| p.index < snapshot.index)
-        {
-            wait_changed(&mut metrics, deadline).await.map_err(|_| {
-                NodeError::Timeout(format!("purge up to log index {}", snapshot.index))
-            })?;
-        }
-        info!(snapshot = %snapshot, "snapshot built and log purged");
-        Ok(Some(snapshot))
+        let purged = loop {
+            if let Some(p) = metrics.borrow_and_update().purged.filter(|p| p.index >= index) {
+                break p;
+            }
+            wait_changed(&mut metrics, deadline)
+                .await
+                .map_err(|_| NodeError::Timeout(format!("purge up to log index {index}")))?;
+        };
+        info!(purged = %purged, "log purged");
+        Ok(Some(purged))
     }
 
     /// The upper election timeout (tests size their deadlines from it).

@@ -19,6 +19,21 @@ use super::LogStoreError;
 use crate::storage_dir::SegmentFile;
 use crate::types::{Entry, LogId};
 
+/// A segment file as [`LogReadHandle::segments`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentSummary {
+    /// File name (in the store's directory).
+    pub name: String,
+    /// Global position of its first byte.
+    pub base: u64,
+    /// Global position just past its last frame.
+    pub end: u64,
+    /// Index of its first frame (or of the next frame, if empty).
+    pub first_index: u64,
+    /// Index of its last frame, if any.
+    pub last_index: Option<u64>,
+}
+
 /// One segment file as the index sees it.
 pub(crate) struct Segment {
     /// Global position of the file's first byte (also its name).
@@ -351,6 +366,35 @@ impl LogReadHandle {
     /// Global byte position of the first present entry.
     pub fn start_position(&self) -> u64 {
         self.shared.read().start_position()
+    }
+
+    /// The segment files, oldest first (retention decides on whole segments).
+    pub fn segments(&self) -> Vec<SegmentSummary> {
+        self.shared
+            .read()
+            .segments
+            .iter()
+            .map(|s| SegmentSummary {
+                name: s.name.clone(),
+                base: s.base,
+                end: s.end_position(),
+                first_index: s.first_index,
+                last_index: s.last_index(),
+            })
+            .collect()
+    }
+
+    /// The largest present index whose entry ends at or before `pos`: purging up to it
+    /// removes nothing at or after `pos`.
+    pub fn last_index_ending_by(&self, pos: u64) -> Option<u64> {
+        let st = self.shared.read();
+        let seg = st
+            .segments
+            .iter()
+            .rev()
+            .find(|s| !s.ends.is_empty() && s.base + u64::from(s.ends[0]) <= pos)?;
+        let fits = seg.ends.partition_point(|&e| seg.base + u64::from(e) <= pos);
+        (fits > 0).then(|| seg.first_index + fits as u64 - 1)
     }
 
     /// Global byte position just past entry `index`, where entry `index + 1` begins, if the

@@ -45,7 +45,7 @@ use std::time::Duration;
 pub use error::LogStoreError;
 pub use flusher::{Completion, LogSyncer};
 pub use frame::{payload_position, EntryKind, FrameHeader, FRAME_BYTES_MAX, HEADER_BYTES};
-pub use index::LogReadHandle;
+pub use index::{LogReadHandle, SegmentSummary};
 pub use rebase::{RebaseHint, RebasePoint};
 
 use crate::meta::Meta;
