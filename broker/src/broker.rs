@@ -8,13 +8,17 @@
 //! PULL_MESSAGE with SUSPEND, nothing new --> parked until apply signals the queue (pull.rs)
 //! QUERY/UPDATE_CONSUMER_OFFSET, GET_MAX/MIN_OFFSET
 //! HEART_BEAT / UNREGISTER_CLIENT / GET_CONSUMER_LIST_BY_GROUP --> client table (consumers.rs)
+//! topic admin, offsets by time, QUERY_MESSAGE / VIEW_MESSAGE_BY_ID, runtime info and the raft
+//! admin codes 9001/9002 --> admin.rs (counters behind runtime info: stats.rs)
 //! ```
 //! Writes (sends, topic creation, offset commits) need the leader; a follower answers
 //! SYSTEM_BUSY naming the raft leader. Reads are served by any node from applied state.
 
+mod admin;
 mod consumers;
 mod pull;
 mod send;
+mod stats;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -68,6 +72,8 @@ pub struct Broker {
     parked: AtomicUsize,
     /// This node's clients (not replicated).
     clients: Mutex<ClientTable<Channel>>,
+    /// Traffic counters for GET_BROKER_RUNTIME_INFO (sampled by a task of [`Broker::start`]).
+    stats: Arc<stats::Stats>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -95,6 +101,11 @@ impl Broker {
         )
         .await?;
         let arrivals = node.state_machine().with(|sm| sm.arrivals());
+        let stats = Arc::new(stats::Stats::new());
+        tokio::spawn(stats::Stats::run_sampler(
+            Arc::downgrade(&stats),
+            node.status(),
+        ));
         let seed = u64::try_from(now_ms()).unwrap_or(0) ^ u64::from(std::process::id()) << 32;
         let uniq = UniqKeyGenerator::new(
             config.broker_ip1,
@@ -111,6 +122,7 @@ impl Broker {
             arrivals,
             parked: AtomicUsize::new(0),
             clients: Mutex::new(ClientTable::default()),
+            stats,
         })
     }
 
@@ -172,6 +184,16 @@ impl Broker {
             Some(RequestCode::HeartBeat) => self.heart_beat(&req, channel),
             Some(RequestCode::UnregisterClient) => self.unregister_client(&req),
             Some(RequestCode::GetConsumerListByGroup) => self.consumer_list(&req),
+            Some(RequestCode::SearchOffsetByTimestamp) => self.search_offset_by_timestamp(&req),
+            Some(RequestCode::GetEarliestMsgStoretime) => self.earliest_msg_store_time(&req),
+            Some(RequestCode::UpdateAndCreateTopic) => self.update_and_create_topic(&req).await,
+            Some(RequestCode::GetAllTopicConfig) => self.get_all_topic_config(&req),
+            Some(RequestCode::DeleteTopicInBroker) => self.delete_topic(&req).await,
+            Some(RequestCode::ViewMessageById) => self.view_message_by_id(&req),
+            Some(RequestCode::QueryMessage) => self.query_message(&req),
+            Some(RequestCode::GetBrokerRuntimeInfo) => self.broker_runtime_info(&req),
+            Some(RequestCode::RaftLeaderTransfer) => self.raft_leader_transfer(&req).await,
+            Some(RequestCode::RaftGroupStatus) => self.raft_group_status(&req),
             _ => RemotingCommand::error_to(
                 &req,
                 ResponseCode::RequestCodeNotSupported,

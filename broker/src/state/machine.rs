@@ -389,6 +389,11 @@ impl BrokerStateMachine {
         self.topics.data_version()
     }
 
+    /// Store time of the last applied append (0 before any): when the key index last grew.
+    pub fn last_store_time(&self) -> i64 {
+        self.last_store_time
+    }
+
     /// Highest purge point applied (0 if none).
     pub fn purged_upto(&self) -> i64 {
         self.purged_upto
