@@ -10,12 +10,14 @@
 //! HEART_BEAT / UNREGISTER_CLIENT / GET_CONSUMER_LIST_BY_GROUP --> client table (consumers.rs)
 //! topic admin, offsets by time, QUERY_MESSAGE / VIEW_MESSAGE_BY_ID, runtime info and the raft
 //! admin codes 9001/9002 --> admin.rs (counters behind runtime info: stats.rs)
+//! preferredLeaderId: leader --healthy preferred follower--> transfer_leadership (preferred.rs)
 //! ```
 //! Writes (sends, topic creation, offset commits) need the leader; a follower answers
 //! SYSTEM_BUSY naming the raft leader. Reads are served by any node from applied state.
 
 mod admin;
 mod consumers;
+mod preferred;
 mod pull;
 mod send;
 mod stats;

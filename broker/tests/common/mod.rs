@@ -89,6 +89,11 @@ pub struct Group {
 
 impl Group {
     pub async fn start(group: &str) -> Group {
+        Self::start_with(group, "").await
+    }
+
+    /// [`Group::start`] with `extra` broker.conf lines for every node.
+    pub async fn start_with(group: &str, extra: &str) -> Group {
         let ns_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let namesrv = ns_listener.local_addr().unwrap();
         let (stop, stop_rx) = watch::channel(false);
@@ -119,7 +124,7 @@ impl Group {
                  listenPort={}\nnamesrvAddr={namesrv}\nbrokerIP1=127.0.0.1\n\
                  storePathRootDir={}\nenableDLegerCommitLog=true\ndLegerGroup={group}\n\
                  dLegerPeers={}\ndLegerSelfId=n{i}\nflushDiskType=ASYNC_FLUSH\n\
-                 registerNameServerPeriod=10000\n",
+                 registerNameServerPeriod=10000\n{extra}",
                 client_l.local_addr().unwrap().port(),
                 dir.path().join(format!("n{i}")).display(),
                 peers.join(";"),
@@ -129,6 +134,11 @@ impl Group {
             let broker = Arc::new(Broker::start(config, raft_l).await.unwrap());
             let registrar = broker.registrar(RemotingClient::new(Duration::from_secs(3)));
             tokio::spawn(registrar.run(stopped(stop_rx.clone())));
+            tokio::spawn(
+                broker
+                    .clone()
+                    .run_preferred_leader(stopped(stop_rx.clone())),
+            );
             tokio::spawn(raftmq_broker::server::serve(
                 client_l,
                 broker.clone(),
