@@ -8,13 +8,19 @@
 //! PULL_MESSAGE with SUSPEND, nothing new --> parked until apply signals the queue (pull.rs)
 //! QUERY/UPDATE_CONSUMER_OFFSET, GET_MAX/MIN_OFFSET
 //! HEART_BEAT / UNREGISTER_CLIENT / GET_CONSUMER_LIST_BY_GROUP --> client table (consumers.rs)
+//! topic admin, offsets by time, QUERY_MESSAGE / VIEW_MESSAGE_BY_ID, runtime info and the raft
+//! admin codes 9001/9002 --> admin.rs (counters behind runtime info: stats.rs)
+//! preferredLeaderId: leader --healthy preferred follower--> transfer_leadership (preferred.rs)
 //! ```
 //! Writes (sends, topic creation, offset commits) need the leader; a follower answers
 //! SYSTEM_BUSY naming the raft leader. Reads are served by any node from applied state.
 
+mod admin;
 mod consumers;
+mod preferred;
 mod pull;
 mod send;
+mod stats;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -75,6 +81,8 @@ pub struct Broker {
     checkpoint_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Last applied index of the checkpoint this node started from.
     restored: Option<u64>,
+    /// Traffic counters for GET_BROKER_RUNTIME_INFO (sampled by a task of [`Broker::start`]).
+    stats: Arc<stats::Stats>,
 }
 
 /// How often a changed state machine is checkpointed: bounds what a restart re-applies.
@@ -134,6 +142,11 @@ impl Broker {
             })
         };
         let arrivals = node.state_machine().with(|sm| sm.arrivals());
+        let stats = Arc::new(stats::Stats::new());
+        tokio::spawn(stats::Stats::run_sampler(
+            Arc::downgrade(&stats),
+            node.status(),
+        ));
         let seed = u64::try_from(now_ms()).unwrap_or(0) ^ u64::from(std::process::id()) << 32;
         let uniq = UniqKeyGenerator::new(
             config.broker_ip1,
@@ -153,6 +166,7 @@ impl Broker {
             checkpoints,
             checkpoint_task: Mutex::new(Some(checkpoint_task)),
             restored,
+            stats,
         })
     }
 
@@ -252,6 +266,16 @@ impl Broker {
             Some(RequestCode::HeartBeat) => self.heart_beat(&req, channel),
             Some(RequestCode::UnregisterClient) => self.unregister_client(&req),
             Some(RequestCode::GetConsumerListByGroup) => self.consumer_list(&req),
+            Some(RequestCode::SearchOffsetByTimestamp) => self.search_offset_by_timestamp(&req),
+            Some(RequestCode::GetEarliestMsgStoretime) => self.earliest_msg_store_time(&req),
+            Some(RequestCode::UpdateAndCreateTopic) => self.update_and_create_topic(&req).await,
+            Some(RequestCode::GetAllTopicConfig) => self.get_all_topic_config(&req),
+            Some(RequestCode::DeleteTopicInBroker) => self.delete_topic(&req).await,
+            Some(RequestCode::ViewMessageById) => self.view_message_by_id(&req),
+            Some(RequestCode::QueryMessage) => self.query_message(&req),
+            Some(RequestCode::GetBrokerRuntimeInfo) => self.broker_runtime_info(&req),
+            Some(RequestCode::RaftLeaderTransfer) => self.raft_leader_transfer(&req).await,
+            Some(RequestCode::RaftGroupStatus) => self.raft_group_status(&req),
             _ => RemotingCommand::error_to(
                 &req,
                 ResponseCode::RequestCodeNotSupported,

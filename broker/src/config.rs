@@ -42,8 +42,8 @@ use values::{
 };
 
 /// Every key [`BrokerConfig::from_properties`] acts on, in the order
-/// [`BrokerConfig::to_properties`] writes them; the last three are accepted for
-/// compatibility, checked, and otherwise ignored.
+/// [`BrokerConfig::to_properties`] writes them (`preferredLeaderId` only when set); the last
+/// three are accepted for compatibility, checked, and otherwise ignored.
 pub const KEYS: &[&str] = &[
     "brokerClusterName",
     "brokerName",
@@ -68,6 +68,7 @@ pub const KEYS: &[&str] = &[
     "raftHeartbeatMillis",
     "raftElectionTimeoutMinMillis",
     "raftElectionTimeoutMaxMillis",
+    "preferredLeaderId",
     "brokerId",
     "brokerRole",
     "enableControllerMode",
@@ -133,6 +134,10 @@ pub struct BrokerConfig {
     /// `raftElectionTimeoutMaxMillis`: election timeout upper bound and leader lease, ms
     /// (default 700). A dead leader is replaced in roughly max + a draw in [min, max).
     pub raft_election_timeout_max_ms: u64,
+    /// `preferredLeaderId`: the node (a `dLegerPeers` id such as `n1`) that should lead the
+    /// group whenever it is a healthy, caught-up follower; the leader hands leadership to it
+    /// (DLedger's `preferredLeaderIds`, one node). Default: none.
+    pub preferred_leader_id: Option<String>,
 }
 
 /// A warning about one line of the file: an unknown key, a RocketMQ key with no effect
@@ -247,6 +252,16 @@ impl BrokerConfig {
         self.dledger_peers.raft_peers()
     }
 
+    /// The raft node id of `preferredLeaderId`, if set.
+    pub fn preferred_leader_index(&self) -> Option<u64> {
+        let id = self.preferred_leader_id.as_deref()?;
+        self.dledger_peers
+            .peers()
+            .iter()
+            .find(|p| p.id == id)
+            .map(|p| p.index)
+    }
+
     /// This node's raft RPC address (its `dLegerPeers` entry): where to listen for peers.
     pub fn raft_self_addr(&self) -> &str {
         &self.dledger_peers.self_peer().addr
@@ -352,6 +367,9 @@ impl BrokerConfig {
             out.push_str(&v);
             out.push('\n');
         }
+        if let Some(p) = &self.preferred_leader_id {
+            out.push_str(&format!("preferredLeaderId={p}\n"));
+        }
         out.push_str(&format!(
             "# brokerId: decided by raft: 0 while leading, {} as follower\n",
             self.follower_broker_id()
@@ -446,6 +464,14 @@ impl BrokerConfig {
             " ms",
         )
         .map_err(at("raftElectionTimeoutMaxMillis"))?;
+        if let Some(p) = &self.preferred_leader_id {
+            if self.preferred_leader_index().is_none() {
+                return Err(lines.err(
+                    "preferredLeaderId",
+                    format!("{p} is not a node of dLegerPeers ({})", self.dledger_peers),
+                ));
+            }
+        }
         if self.raft_election_timeout_min_ms <= self.raft_heartbeat_ms {
             return Err(lines.err(
                 "raftElectionTimeoutMinMillis",

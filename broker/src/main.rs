@@ -87,6 +87,11 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     };
     let registrar = broker.registrar(RemotingClient::new(std::time::Duration::from_secs(3)));
     let registrar = tokio::spawn(registrar.run(stopped(stop_rx.clone())));
+    let preferred = tokio::spawn(
+        broker
+            .clone()
+            .run_preferred_leader(stopped(stop_rx.clone())),
+    );
     let server = tokio::spawn(raftmq_broker::server::serve(
         client_listener,
         broker.clone(),
@@ -99,6 +104,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     let _ = server.await;
     let _ = registrar.await;
+    let _ = preferred.await;
     broker.shutdown().await;
     info!("broker stopped");
     Ok(())

@@ -182,6 +182,7 @@ impl Broker {
         let mut next_begin_offset = result.classification.next_begin_offset;
         let mut status = result.classification.status;
         let mut body = Vec::new();
+        let mut served = 0u64;
         if status == PullStatus::Found {
             for (offset, unit) in &result.units {
                 if !self.append_record(&mut body, unit.physical_offset, unit.size, *offset) {
@@ -189,11 +190,13 @@ impl Broker {
                     next_begin_offset = *offset;
                     break;
                 }
+                served += 1;
             }
             if body.is_empty() {
                 status = PullStatus::RetryImmediately;
             }
         }
+        self.stats.add_get(served);
         let (code, remark) = match status {
             PullStatus::Found => (ResponseCode::Success, "FOUND"),
             PullStatus::NoNewMessage => (ResponseCode::PullNotFound, "NO_NEW_MESSAGE"),

@@ -192,6 +192,8 @@ impl Broker {
                 ))
             }
         };
+        let stored = results.iter().filter(|r| !r.duplicate).count();
+        self.stats.add_put(stored as u64);
         let store_host = self.client_addr();
         let msg_id = results
             .iter()

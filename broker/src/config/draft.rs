@@ -34,6 +34,10 @@ const NO_EFFECT: &[(&str, &str)] = &[
         "no effect: master/slave HA is not used; nodes replicate over dLegerPeers",
     ),
     (
+        "preferredLeaderIds",
+        "not read: RaftMQ's key is preferredLeaderId, one node id such as n1",
+    ),
+    (
         "sendMessageThreadPoolNums",
         "no effect: requests run on the async runtime, not thread pools",
     ),
@@ -90,6 +94,7 @@ pub(super) struct Draft {
     heartbeat_ms: Option<u64>,
     election_min_ms: Option<u64>,
     election_max_ms: Option<u64>,
+    preferred_leader: Option<String>,
     pub(super) lines: KeyLines,
 }
 
@@ -150,6 +155,9 @@ impl Draft {
             "raftHeartbeatMillis" => self.heartbeat_ms = Some(e.parse()?),
             "raftElectionTimeoutMinMillis" => self.election_min_ms = Some(e.parse()?),
             "raftElectionTimeoutMaxMillis" => self.election_max_ms = Some(e.parse()?),
+            "preferredLeaderId" => {
+                self.preferred_leader = Some(e.value.trim().to_owned()).filter(|v| !v.is_empty())
+            }
             "brokerId" => {
                 e.parse::<i64>()?;
                 warnings.push(UnknownKey {
@@ -251,6 +259,7 @@ impl Draft {
             raft_election_timeout_max_ms: self
                 .election_max_ms
                 .unwrap_or(C::RAFT_ELECTION_TIMEOUT_MAX_MS_DEFAULT),
+            preferred_leader_id: self.preferred_leader,
         })
     }
 }

@@ -92,6 +92,7 @@ registerNameServerPeriod=15000
 mappedFileSizeCommitLog=67108864
 raftHeartbeatMillis=50
 raftElectionTimeoutMinMillis=300
+preferredLeaderId=n2
 raftElectionTimeoutMaxMillis=900
 enableControllerMode=false
 ";
@@ -115,6 +116,8 @@ enableControllerMode=false
     assert_eq!(c.broker_permission, 4);
     assert_eq!(c.register_name_server_period_ms, 15_000);
     assert_eq!(c.commit_log_segment_bytes, 64 << 20);
+    assert_eq!(c.preferred_leader_id.as_deref(), Some("n2"));
+    assert_eq!(c.preferred_leader_index(), Some(2));
     let n = c.raft_node_config();
     assert_eq!((n.id, n.peers.len()), (1, 3));
     assert_eq!(n.data_dir, PathBuf::from("/tmp/raftmq/x/n1/raft"));
@@ -134,7 +137,7 @@ enableControllerMode=false
 
 #[test]
 fn round_trip_of_to_properties() {
-    for text in [MINIMAL.to_owned(), format!("{MINIMAL}namesrvAddr=a:1;[::1]:2\nbrokerIP1=::1\ndeleteWhen=16;4\nflushDiskType=async_flush\n")] {
+    for text in [MINIMAL.to_owned(), format!("{MINIMAL}namesrvAddr=a:1;[::1]:2\nbrokerIP1=::1\ndeleteWhen=16;4\nflushDiskType=async_flush\npreferredLeaderId=n0\n")] {
         let c = parse(&text);
         let printed = c.to_properties();
         let (back, warnings) = BrokerConfig::from_properties(&printed).unwrap();
@@ -394,4 +397,18 @@ fn validate_rechecks_changes_made_in_code() {
     let mut c = parse(MINIMAL);
     c.namesrv_addr.push("nope".into());
     assert!(c.validate().is_err());
+}
+
+#[test]
+fn preferred_leader_must_be_a_peer() {
+    refused(
+        &format!("{MINIMAL}preferredLeaderId=n9\n"),
+        "preferredLeaderId",
+        4,
+        "n9 is not a node of dLegerPeers",
+    );
+    assert_eq!(parse(MINIMAL).preferred_leader_index(), None);
+    let (_, w) =
+        BrokerConfig::from_properties(&format!("{MINIMAL}preferredLeaderIds=n0\n")).unwrap();
+    assert!(w[0].note.contains("preferredLeaderId,"), "{}", w[0]);
 }

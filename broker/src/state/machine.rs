@@ -425,6 +425,11 @@ impl BrokerStateMachine {
         self.last_applied.map(|l| l.index)
     }
 
+    /// Store time of the last applied append (0 before any): when the key index last grew.
+    pub fn last_store_time(&self) -> i64 {
+        self.last_store_time
+    }
+
     /// Highest purge point applied (0 if none).
     pub fn purged_upto(&self) -> i64 {
         self.purged_upto

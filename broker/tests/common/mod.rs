@@ -196,6 +196,11 @@ impl Group {
         };
         let registrar = broker.registrar(RemotingClient::new(Duration::from_secs(3)));
         tokio::spawn(registrar.run(either(stop_rx.clone(), node_stop_rx.clone())));
+        tokio::spawn(
+            broker
+                .clone()
+                .run_preferred_leader(either(stop_rx.clone(), node_stop_rx.clone())),
+        );
         tokio::spawn(raftmq_broker::server::serve(
             client_l,
             broker.clone(),

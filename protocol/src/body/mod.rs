@@ -13,11 +13,13 @@
 //! - [`register`]: RegisterBrokerBody in its plain, bare-wrapper and compressed forms.
 //! - [`heartbeat`]: HeartbeatData and its consumer, subscription and producer data.
 //! - [`lock`]: MessageQueue and the LOCK/UNLOCK_BATCH_MQ bodies.
+//! - [`raftmq`]: bodies of RaftMQ's own admin requests (RAFTMQ_GROUP_STATUS).
 
 pub mod cluster;
 pub mod heartbeat;
 pub mod json;
 pub mod lock;
+pub mod raftmq;
 pub mod register;
 pub mod route;
 pub mod topic;
@@ -26,6 +28,7 @@ pub use cluster::{ClusterInfo, ConsumerIdList, KvTable, TopicList};
 pub use heartbeat::{ConsumerData, HeartbeatData, ProducerData, SubscriptionData};
 pub use json::{decode_json, encode_json, quote_bare_int_keys, try_encode_json};
 pub use lock::{LockBatchRequestBody, LockBatchResponseBody, MessageQueue, UnlockBatchRequestBody};
+pub use raftmq::RaftGroupStatus;
 pub use register::{
     RegisterBrokerBody, REGISTER_INFLATED_BYTES_MAX, VERSION_V3_0_11, VERSION_V5_0_0,
 };

@@ -12,12 +12,14 @@ mod namesrv;
 mod offset;
 mod other;
 mod pull;
+mod raftmq;
 mod send;
 
 pub use namesrv::*;
 pub use offset::*;
 pub use other::*;
 pub use pull::*;
+pub use raftmq::*;
 pub use send::*;
 
 /// A typed header convertible to and from `extFields`.
