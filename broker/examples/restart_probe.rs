@@ -52,9 +52,12 @@ async fn main() {
     let queue: i32 = a[5].parse().unwrap();
     let expect: i64 = a[6].parse().unwrap();
     let started = Instant::now();
+    // Left running on purpose (the node keeps serving its group): never waited on.
+    #[allow(clippy::zombie_processes)]
     let child = std::process::Command::new(&a[1])
         .args(["-c", &a[2]])
         .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn mqbroker");
     let mut first_answer = None;

@@ -17,6 +17,7 @@
 
 mod admin;
 mod consumers;
+mod maintenance;
 mod preferred;
 mod pull;
 mod send;
@@ -46,6 +47,7 @@ use crate::clients::ClientTable;
 use crate::config::BrokerConfig;
 use crate::registrar::{Registrar, RegistrarConfig, TopicSource};
 use crate::remoting_client::RemotingClient;
+use crate::retention::{DiskMonitor, StatvfsProbe};
 use crate::server::Channel;
 use crate::state::{Arrivals, BrokerStateMachine, Command, OffsetCommit, Reply};
 
@@ -81,6 +83,8 @@ pub struct Broker {
     checkpoint_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Last applied index of the checkpoint this node started from.
     restored: Option<u64>,
+    /// Disk space of the store (sends are refused while it is full).
+    disk: Arc<DiskMonitor>,
     /// Traffic counters for GET_BROKER_RUNTIME_INFO (sampled by a task of [`Broker::start`]).
     stats: Arc<stats::Stats>,
 }
@@ -127,7 +131,6 @@ impl Broker {
             NetworkFilter::default(),
         )
         .await?;
-        checkpoints.set_log_syncer(node.log_syncer().clone());
         let checkpoint_task = {
             let sm = node.state_machine().clone();
             tokio::spawn(async move {
@@ -142,6 +145,10 @@ impl Broker {
             })
         };
         let arrivals = node.state_machine().with(|sm| sm.arrivals());
+        let disk = Arc::new(DiskMonitor::new(
+            config.store_path_root_dir.clone(),
+            Arc::new(StatvfsProbe),
+        ));
         let stats = Arc::new(stats::Stats::new());
         tokio::spawn(stats::Stats::run_sampler(
             Arc::downgrade(&stats),
@@ -166,6 +173,7 @@ impl Broker {
             checkpoints,
             checkpoint_task: Mutex::new(Some(checkpoint_task)),
             restored,
+            disk,
             stats,
         })
     }
@@ -184,6 +192,11 @@ impl Broker {
     /// from an empty state).
     pub fn restored_index(&self) -> Option<u64> {
         self.restored
+    }
+
+    /// The disk monitor (tests replace its probe to simulate a full disk).
+    pub fn disk(&self) -> &DiskMonitor {
+        &self.disk
     }
 
     /// Pulls parked by long polling right now.

@@ -168,6 +168,8 @@ fn remove_journals_except(dir: &Path, keep: Option<u64>) {
 }
 
 type Reply = mpsc::Sender<Result<(), String>>;
+/// A job and, for waiting submitters, where to send its outcome.
+type Queued = (CheckpointJob, Option<Reply>);
 
 /// Shared between the writer thread and the sink.
 #[derive(Debug, Default)]
@@ -179,7 +181,7 @@ struct Flags {
 /// The writer: a thread that makes jobs durable in the order they were submitted.
 #[derive(Debug)]
 pub struct CheckpointWriter {
-    tx: Mutex<Option<mpsc::Sender<(CheckpointJob, Option<Reply>)>>>,
+    tx: Mutex<Option<mpsc::Sender<Queued>>>,
     flags: Arc<Flags>,
     syncer: Arc<OnceLock<LogSyncer>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -207,7 +209,7 @@ impl CheckpointWriter {
             flags: flags.clone(),
             syncer: syncer.clone(),
         };
-        let (tx, rx) = mpsc::channel::<(CheckpointJob, Option<Reply>)>();
+        let (tx, rx) = mpsc::channel::<Queued>();
         let thread = std::thread::Builder::new()
             .name("raftmq-checkpoint".into())
             .spawn(move || {
@@ -271,6 +273,10 @@ impl CheckpointSink for CheckpointWriter {
 
     fn rewrite_requested(&self) -> bool {
         self.flags.rewrite.load(Ordering::Acquire)
+    }
+
+    fn log_opened(&self, syncer: LogSyncer) {
+        self.set_log_syncer(syncer);
     }
 }
 

@@ -29,6 +29,7 @@ pub mod clients;
 pub mod config;
 pub mod registrar;
 pub mod remoting_client;
+pub mod retention;
 pub mod server;
 pub mod state;
 

@@ -92,6 +92,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
             .clone()
             .run_preferred_leader(stopped(stop_rx.clone())),
     );
+    let maintenance = tokio::spawn(broker.clone().run_maintenance(stopped(stop_rx.clone())));
     let server = tokio::spawn(raftmq_broker::server::serve(
         client_listener,
         broker.clone(),
@@ -105,6 +106,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let _ = server.await;
     let _ = registrar.await;
     let _ = preferred.await;
+    let _ = maintenance.await;
     broker.shutdown().await;
     info!("broker stopped");
     Ok(())

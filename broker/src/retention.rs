@@ -147,7 +147,10 @@ pub fn hour_of_day(now: SystemTime) -> u8 {
 }
 
 /// Segment ages from the files in `dir` (a file that cannot be read counts as new).
-pub fn segment_ages(dir: &Path, segments: &[raftmq_raft::log_store::SegmentSummary]) -> Vec<SegmentAge> {
+pub fn segment_ages(
+    dir: &Path,
+    segments: &[raftmq_raft::log_store::SegmentSummary],
+) -> Vec<SegmentAge> {
     segments
         .iter()
         .map(|s| {
@@ -155,7 +158,9 @@ pub fn segment_ages(dir: &Path, segments: &[raftmq_raft::log_store::SegmentSumma
                 .and_then(|m| m.modified())
                 .ok()
                 .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                .map_or(i64::MAX, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+                .map_or(i64::MAX, |d| {
+                    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+                });
             SegmentAge {
                 base: s.base,
                 end: s.end,
@@ -216,7 +221,10 @@ impl DiskMonitor {
                             "disk full: refusing sends until space returns"
                         );
                     } else {
-                        tracing::info!(used_percent = u.used_percent(), "disk space back: accepting sends");
+                        tracing::info!(
+                            used_percent = u.used_percent(),
+                            "disk space back: accepting sends"
+                        );
                     }
                 }
                 *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(u);
@@ -249,6 +257,7 @@ impl DiskMonitor {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     const HOUR: i64 = 3_600_000;
@@ -319,7 +328,10 @@ mod tests {
             Some((200, PurgeReason::Expired))
         );
         // Only the active segment left: nothing to purge.
-        assert_eq!(purge_point(&segs(&[9], now), now, 4, disk(99), &policy(), 0), None);
+        assert_eq!(
+            purge_point(&segs(&[9], now), now, 4, disk(99), &policy(), 0),
+            None
+        );
         assert_eq!(purge_point(&[], now, 4, disk(99), &policy(), 0), None);
     }
 
@@ -332,7 +344,14 @@ mod tests {
             available: 100 << 20,
         };
         assert!(tiny.is_full(), "less than the free minimum");
-        assert_eq!(DiskUsage { total: 0, available: 0 }.used_percent(), 100);
+        assert_eq!(
+            DiskUsage {
+                total: 0,
+                available: 0
+            }
+            .used_percent(),
+            100
+        );
     }
 
     #[test]

@@ -210,6 +210,8 @@ impl<S: StateMachine> RaftNode<S> {
         .map_err(|e| NodeError::Store(e.to_string()))?;
         let log = store.read_handle();
         let syncer = store.syncer();
+        let mut sm = sm;
+        sm.on_log_open(syncer.clone());
         let adapter =
             SmAdapter::new(sm, Arc::new(log.clone())).with_rebase_hint(store.rebase_hint());
         let sm_handle = adapter.handle();
@@ -436,13 +438,13 @@ impl<S: StateMachine> RaftNode<S> {
                 })?;
             }
         }
-        self.raft
-            .trigger()
-            .purge_log(index)
-            .await
-            .map_err(fatal)?;
+        self.raft.trigger().purge_log(index).await.map_err(fatal)?;
         let purged = loop {
-            if let Some(p) = metrics.borrow_and_update().purged.filter(|p| p.index >= index) {
+            if let Some(p) = metrics
+                .borrow_and_update()
+                .purged
+                .filter(|p| p.index >= index)
+            {
                 break p;
             }
             wait_changed(&mut metrics, deadline)

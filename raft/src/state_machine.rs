@@ -15,7 +15,7 @@ use bytes::Bytes;
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageIOError};
 
-use crate::log_store::{RebaseHint, RebasePoint};
+use crate::log_store::{LogSyncer, RebaseHint, RebasePoint};
 use crate::types::{Entry, LogId, NodeId, StorageError, StoredMembership, TypeConfig};
 
 /// What a committed entry carries.
@@ -64,6 +64,12 @@ pub trait StateMachine: Send + 'static {
         membership: StoredMembership,
         data: &[u8],
     ) -> Result<(), SmError>;
+    /// Called once the local log is open, before raft starts (and before any entry is
+    /// re-applied): state machines that persist their own checkpoints use `syncer` to make
+    /// the log durable first, so a checkpoint never gets ahead of the local log.
+    fn on_log_open(&mut self, syncer: LogSyncer) {
+        let _ = syncer;
+    }
 }
 
 /// Maps a log index to global byte positions in the log (implemented by the log store).

@@ -102,6 +102,14 @@ impl Broker {
         if status.role != Role::Leader {
             return Err(self.not_leader(req, status.leader));
         }
+        if self.disk.is_full() {
+            return Err(err(
+                req,
+                ResponseCode::ServiceNotAvailable,
+                "service not available now: the broker's disk is full; \
+                 sends resume by themselves when space returns",
+            ));
+        }
         check_topic_name(&h.topic).map_err(|(c, r)| err(req, c, r))?;
         if batch && (h.topic.len() > TOPIC_CHARS_MAX || h.topic.starts_with(RETRY_PREFIX)) {
             return Err(err(

@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use raftmq_raft::log_store::LogSyncer;
 use raftmq_raft::types::LogId;
 
 use super::consume_queue::{ConsumeQueue, QueueTable};
@@ -47,6 +48,10 @@ pub trait CheckpointSink: Send + Sync + std::fmt::Debug {
     /// True when the writer needs the next job to be a full rewrite (after a failed write,
     /// or to compact a journal mostly made of purged data).
     fn rewrite_requested(&self) -> bool;
+    /// The local raft log is open: jobs sync it before they are written.
+    fn log_opened(&self, syncer: LogSyncer) {
+        let _ = syncer;
+    }
 }
 
 /// Bookkeeping of what the journal already holds (not replicated state).
@@ -96,6 +101,11 @@ impl BrokerStateMachine {
             // Nothing journaled by this process yet: start a generation of our own.
             self.ckpt.rewrite = true;
         }
+    }
+
+    /// The checkpoint sink, if checkpoints are on.
+    pub fn ckpt_sink(&self) -> Option<Arc<dyn CheckpointSink>> {
+        self.ckpt.sink.clone()
     }
 
     /// Makes the next checkpoint job, or `None` if nothing changed since the last one (and

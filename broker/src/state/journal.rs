@@ -73,7 +73,7 @@ fn put_topic(out: &mut Vec<u8>, topic: &str) {
     out.extend_from_slice(&bytes[..n]);
 }
 
-fn finish_block(out: &mut Vec<u8>, start: usize) {
+fn finish_block(out: &mut [u8], start: usize) {
     let body_len = out.len() - start - BLOCK_HEADER_BYTES;
     let crc = crc32fast::hash(&out[start + BLOCK_HEADER_BYTES..]);
     out[start + 1..start + 5].copy_from_slice(&(body_len as u32).to_be_bytes());

@@ -544,4 +544,10 @@ impl StateMachine for BrokerStateMachine {
     ) -> Result<(), SmError> {
         self.install(last, membership, data)
     }
+
+    fn on_log_open(&mut self, syncer: raftmq_raft::log_store::LogSyncer) {
+        if let Some(sink) = self.ckpt_sink() {
+            sink.log_opened(syncer);
+        }
+    }
 }

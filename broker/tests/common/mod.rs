@@ -105,10 +105,8 @@ pub struct Group {
     dir: tempfile::TempDir,
 }
 
-fn stopped(mut rx: watch::Receiver<bool>) -> impl std::future::Future<Output = ()> {
-    async move {
-        let _ = rx.wait_for(|s| *s).await;
-    }
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
 }
 
 impl Group {
@@ -200,6 +198,11 @@ impl Group {
             broker
                 .clone()
                 .run_preferred_leader(either(stop_rx.clone(), node_stop_rx.clone())),
+        );
+        tokio::spawn(
+            broker
+                .clone()
+                .run_maintenance(either(stop_rx.clone(), node_stop_rx.clone())),
         );
         tokio::spawn(raftmq_broker::server::serve(
             client_l,

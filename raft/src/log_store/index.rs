@@ -393,7 +393,9 @@ impl LogReadHandle {
             .iter()
             .rev()
             .find(|s| !s.ends.is_empty() && s.base + u64::from(s.ends[0]) <= pos)?;
-        let fits = seg.ends.partition_point(|&e| seg.base + u64::from(e) <= pos);
+        let fits = seg
+            .ends
+            .partition_point(|&e| seg.base + u64::from(e) <= pos);
         (fits > 0).then(|| seg.first_index + fits as u64 - 1)
     }
 

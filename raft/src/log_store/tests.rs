@@ -364,6 +364,48 @@ fn purge_deletes_whole_segments_only() {
 }
 
 #[test]
+fn segment_summaries_and_index_by_position() {
+    let dir = MemDir::new();
+    let meta = Meta::memory();
+    let mut store = open_mem(&dir, &meta, 200).unwrap();
+    append_range(&mut store, 1, 1..=5, 50); // 83-byte frames, 2 per segment
+    let h = store.read_handle();
+    let segs = h.segments();
+    assert_eq!(segs.len(), 3);
+    assert_eq!(
+        (
+            segs[0].base,
+            segs[0].end,
+            segs[0].first_index,
+            segs[0].last_index
+        ),
+        (0, 166, 1, Some(2))
+    );
+    assert_eq!((segs[1].base, segs[1].first_index), (166, 3));
+    assert_eq!(segs[1].name, "00000000000000000166.log");
+    assert_eq!(
+        (segs[2].last_index, segs[2].end),
+        (Some(5), h.end_position())
+    );
+    // The last entry that ends at or before a position.
+    assert_eq!(h.last_index_ending_by(0), None);
+    assert_eq!(h.last_index_ending_by(82), None);
+    assert_eq!(h.last_index_ending_by(83), Some(1));
+    assert_eq!(h.last_index_ending_by(165), Some(1));
+    assert_eq!(h.last_index_ending_by(166), Some(2));
+    assert_eq!(h.last_index_ending_by(200), Some(2));
+    assert_eq!(h.last_index_ending_by(u64::MAX), Some(5));
+    store.purge_upto(log_id(1, 2)).unwrap();
+    assert_eq!(h.segments().len(), 2);
+    assert_eq!(
+        h.last_index_ending_by(166),
+        None,
+        "purged entries are not reported"
+    );
+    assert_eq!(h.last_index_ending_by(250), Some(3));
+}
+
+#[test]
 fn second_open_is_refused_by_the_lock() {
     let tmp = tempfile::tempdir().unwrap();
     let store = SegmentedLogStore::open(LogStoreConfig::new(tmp.path())).unwrap();
