@@ -279,15 +279,49 @@ impl PeerClient {
 type RaftResult<T, E = openraft::error::Infallible> =
     Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
 
+/// Most entry bytes in one AppendEntries (at least one entry is always sent): small enough
+/// to be written and fsynced by a follower within one heartbeat interval.
+pub const APPEND_BYTES_MAX: usize = 4 << 20;
+
+/// How many leading entries fit in `max` payload bytes (at least one).
+fn prefix_within(entries: &[crate::types::Entry], max: usize) -> usize {
+    let mut total = 0usize;
+    for (k, e) in entries.iter().enumerate() {
+        total += match &e.payload {
+            openraft::EntryPayload::Normal(b) => b.len(),
+            _ => 64,
+        };
+        if total > max && k > 0 {
+            return k;
+        }
+    }
+    entries.len()
+}
+
 impl RaftNetwork<TypeConfig> for PeerClient {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RaftResult<AppendEntriesResponse<NodeId>> {
+        let mut rpc = rpc;
+        // openraft bounds a batch by entry count only and gives every AppendEntries one
+        // heartbeat interval: a follower catching up on large entries would time out again
+        // and again. Send a prefix of at most APPEND_BYTES_MAX and report partial success.
+        let keep = prefix_within(&rpc.entries, APPEND_BYTES_MAX);
+        let partial = (keep < rpc.entries.len()).then(|| {
+            rpc.entries.truncate(keep);
+            rpc.entries.last().map(|e| e.log_id)
+        });
         let entries = rpc.entries.len() as u64;
         let ttl = option.hard_ttl();
         match self.call(RpcRequest::AppendEntries(rpc), ttl).await {
+            Ok(RpcResponse::AppendEntries(Ok(AppendEntriesResponse::Success))) => {
+                Ok(match partial {
+                    Some(last) => AppendEntriesResponse::PartialSuccess(last),
+                    None => AppendEntriesResponse::Success,
+                })
+            }
             Ok(RpcResponse::AppendEntries(Ok(resp))) => Ok(resp),
             Ok(RpcResponse::AppendEntries(Err(e))) => Err(self.remote(e)),
             Ok(other) => {
@@ -503,5 +537,30 @@ impl Peer {
             target: self.target,
             reason,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Entry, LogId};
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    fn entry(index: u64, len: usize) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 0), index),
+            payload: EntryPayload::Normal(Bytes::from(vec![0u8; len])),
+        }
+    }
+
+    #[test]
+    fn append_batches_are_cut_by_bytes_but_never_empty() {
+        let small: Vec<Entry> = (1..=100).map(|i| entry(i, 1_000)).collect();
+        assert_eq!(prefix_within(&small, APPEND_BYTES_MAX), 100);
+        let big: Vec<Entry> = (1..=10).map(|i| entry(i, 1 << 20)).collect();
+        assert_eq!(prefix_within(&big, APPEND_BYTES_MAX), 4);
+        let huge = vec![entry(1, 8 << 20), entry(2, 10)];
+        assert_eq!(prefix_within(&huge, APPEND_BYTES_MAX), 1, "one entry always goes");
+        assert_eq!(prefix_within(&[], APPEND_BYTES_MAX), 0);
     }
 }
