@@ -13,10 +13,12 @@
 //! preferredLeaderId: leader --healthy preferred follower--> transfer_leadership (preferred.rs)
 //! ```
 //! Writes (sends, topic creation, offset commits) need the leader; a follower answers
-//! SYSTEM_BUSY naming the raft leader. Reads are served by any node from applied state.
+//! SYSTEM_BUSY naming the leader's client address (peers.rs keeps a directory of them).
+//! Reads are served by any node from applied state.
 
 mod admin;
 mod consumers;
+mod peers;
 mod preferred;
 mod pull;
 mod send;
@@ -83,6 +85,8 @@ pub struct Broker {
     restored: Option<u64>,
     /// Traffic counters for GET_BROKER_RUNTIME_INFO (sampled by a task of [`Broker::start`]).
     stats: Arc<stats::Stats>,
+    /// The other nodes' client addresses, for the leader hint of SYSTEM_BUSY (peers.rs).
+    peers: Arc<peers::PeerDirectory>,
 }
 
 /// How often a changed state machine is checkpointed: bounds what a restart re-applies.
@@ -120,11 +124,14 @@ impl Broker {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "state machine checkpoint loaded"
         );
-        let node = RaftNode::start(
+        // Peers ask this node for its client address (the leader hint of `not_leader`).
+        let peer_rpc = Arc::new(peers::PeerRpcHandler::new(config.client_addr().to_string()));
+        let node = RaftNode::start_with_handler(
             config.raft_node_config(),
             sm,
             raft_listener,
             NetworkFilter::default(),
+            peer_rpc,
         )
         .await?;
         checkpoints.set_log_syncer(node.log_syncer().clone());
@@ -167,6 +174,7 @@ impl Broker {
             checkpoint_task: Mutex::new(Some(checkpoint_task)),
             restored,
             stats,
+            peers: Arc::new(peers::PeerDirectory::default()),
         })
     }
 
@@ -289,19 +297,23 @@ impl Broker {
         *self.node.status().borrow()
     }
 
-    /// SYSTEM_BUSY for a write reaching a follower; the remark names the raft leader (its
-    /// client address is not known to this node: peers only list raft addresses).
+    /// SYSTEM_BUSY for a write reaching a follower. The remark names the leader's client
+    /// address once the peer directory knows it (fetched in the background on first need,
+    /// see peers.rs), and its raft address until then.
     fn not_leader(&self, req: &RemotingCommand, leader: Option<u64>) -> RemotingCommand {
         let hint = match leader {
-            Some(id) => {
-                let raft_addr = self
-                    .config
-                    .raft_peers()
-                    .get(&id)
-                    .cloned()
-                    .unwrap_or_default();
-                format!("; not the leader, raft leader is node {id} (raft address {raft_addr})")
-            }
+            Some(id) => match self.peer_client_addr(id) {
+                Some(addr) => format!("; not the leader, leader is {addr} (raft node {id})"),
+                None => {
+                    let raft_addr = self
+                        .config
+                        .raft_peers()
+                        .get(&id)
+                        .cloned()
+                        .unwrap_or_default();
+                    format!("; not the leader, raft leader is node {id} (raft address {raft_addr})")
+                }
+            },
             None => "; not the leader, no leader known".to_owned(),
         };
         RemotingCommand::error_to(
