@@ -75,6 +75,8 @@ pub struct Broker {
     arrivals: Arc<Arrivals>,
     /// Pulls parked right now (bounded by [`pull::PARKED_PULLS_MAX`]).
     parked: AtomicUsize,
+    /// Times a woken parked pull found only messages its filter rejects and parked again.
+    reparked: AtomicU64,
     /// This node's clients (not replicated).
     clients: Mutex<ClientTable<Channel>>,
     /// Writes state-machine checkpoints (see [`crate::checkpoint`]).
@@ -87,6 +89,8 @@ pub struct Broker {
     stats: Arc<stats::Stats>,
     /// The other nodes' client addresses, for the leader hint of SYSTEM_BUSY (peers.rs).
     peers: Arc<peers::PeerDirectory>,
+    /// `%RETRY%` topics whose creation a heartbeat started and that are still proposed.
+    retry_creating: Mutex<std::collections::HashSet<String>>,
 }
 
 /// How often a changed state machine is checkpointed: bounds what a restart re-applies.
@@ -169,12 +173,14 @@ impl Broker {
             poke: Mutex::new(None),
             arrivals,
             parked: AtomicUsize::new(0),
+            reparked: AtomicU64::new(0),
             clients: Mutex::new(ClientTable::default()),
             checkpoints,
             checkpoint_task: Mutex::new(Some(checkpoint_task)),
             restored,
             stats,
             peers: Arc::new(peers::PeerDirectory::default()),
+            retry_creating: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -197,6 +203,12 @@ impl Broker {
     /// Pulls parked by long polling right now.
     pub fn parked_pulls(&self) -> usize {
         self.parked.load(Ordering::Acquire)
+    }
+
+    /// How many times a woken parked pull found only messages its TAG filter rejects and
+    /// parked again instead of answering (diagnostics; tests observe long polling with it).
+    pub fn reparked_pulls(&self) -> u64 {
+        self.reparked.load(Ordering::Relaxed)
     }
 
     /// The address stored as STOREHOST and registered with NameServers.
