@@ -13,11 +13,13 @@
 //! preferredLeaderId: leader --healthy preferred follower--> transfer_leadership (preferred.rs)
 //! ```
 //! Writes (sends, topic creation, offset commits) need the leader; a follower answers
-//! SYSTEM_BUSY naming the raft leader. Reads are served by any node from applied state.
+//! SYSTEM_BUSY naming the leader's client address (peers.rs keeps a directory of them).
+//! Reads are served by any node from applied state.
 
 mod admin;
 mod consumers;
 mod maintenance;
+mod peers;
 mod preferred;
 mod pull;
 mod send;
@@ -75,6 +77,8 @@ pub struct Broker {
     arrivals: Arc<Arrivals>,
     /// Pulls parked right now (bounded by [`pull::PARKED_PULLS_MAX`]).
     parked: AtomicUsize,
+    /// Times a woken parked pull found only messages its filter rejects and parked again.
+    reparked: AtomicU64,
     /// This node's clients (not replicated).
     clients: Mutex<ClientTable<Channel>>,
     /// Writes state-machine checkpoints (see [`crate::checkpoint`]).
@@ -87,6 +91,10 @@ pub struct Broker {
     disk: Arc<DiskMonitor>,
     /// Traffic counters for GET_BROKER_RUNTIME_INFO (sampled by a task of [`Broker::start`]).
     stats: Arc<stats::Stats>,
+    /// The other nodes' client addresses, for the leader hint of SYSTEM_BUSY (peers.rs).
+    peers: Arc<peers::PeerDirectory>,
+    /// `%RETRY%` topics whose creation a heartbeat started and that are still proposed.
+    retry_creating: Mutex<std::collections::HashSet<String>>,
 }
 
 /// How often a changed state machine is checkpointed: bounds what a restart re-applies.
@@ -124,11 +132,14 @@ impl Broker {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "state machine checkpoint loaded"
         );
-        let node = RaftNode::start(
+        // Peers ask this node for its client address (the leader hint of `not_leader`).
+        let peer_rpc = Arc::new(peers::PeerRpcHandler::new(config.client_addr().to_string()));
+        let node = RaftNode::start_with_handler(
             config.raft_node_config(),
             sm,
             raft_listener,
             NetworkFilter::default(),
+            peer_rpc,
         )
         .await?;
         let checkpoint_task = {
@@ -169,12 +180,15 @@ impl Broker {
             poke: Mutex::new(None),
             arrivals,
             parked: AtomicUsize::new(0),
+            reparked: AtomicU64::new(0),
             clients: Mutex::new(ClientTable::default()),
             checkpoints,
             checkpoint_task: Mutex::new(Some(checkpoint_task)),
             restored,
             disk,
             stats,
+            peers: Arc::new(peers::PeerDirectory::default()),
+            retry_creating: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -202,6 +216,12 @@ impl Broker {
     /// Pulls parked by long polling right now.
     pub fn parked_pulls(&self) -> usize {
         self.parked.load(Ordering::Acquire)
+    }
+
+    /// How many times a woken parked pull found only messages its TAG filter rejects and
+    /// parked again instead of answering (diagnostics; tests observe long polling with it).
+    pub fn reparked_pulls(&self) -> u64 {
+        self.reparked.load(Ordering::Relaxed)
     }
 
     /// The address stored as STOREHOST and registered with NameServers.
@@ -302,19 +322,23 @@ impl Broker {
         *self.node.status().borrow()
     }
 
-    /// SYSTEM_BUSY for a write reaching a follower; the remark names the raft leader (its
-    /// client address is not known to this node: peers only list raft addresses).
+    /// SYSTEM_BUSY for a write reaching a follower. The remark names the leader's client
+    /// address once the peer directory knows it (fetched in the background on first need,
+    /// see peers.rs), and its raft address until then.
     fn not_leader(&self, req: &RemotingCommand, leader: Option<u64>) -> RemotingCommand {
         let hint = match leader {
-            Some(id) => {
-                let raft_addr = self
-                    .config
-                    .raft_peers()
-                    .get(&id)
-                    .cloned()
-                    .unwrap_or_default();
-                format!("; not the leader, raft leader is node {id} (raft address {raft_addr})")
-            }
+            Some(id) => match self.peer_client_addr(id) {
+                Some(addr) => format!("; not the leader, leader is {addr} (raft node {id})"),
+                None => {
+                    let raft_addr = self
+                        .config
+                        .raft_peers()
+                        .get(&id)
+                        .cloned()
+                        .unwrap_or_default();
+                    format!("; not the leader, raft leader is node {id} (raft address {raft_addr})")
+                }
+            },
             None => "; not the leader, no leader known".to_owned(),
         };
         RemotingCommand::error_to(

@@ -1,7 +1,9 @@
 //! Long polling and the consumer tables on an in-process 3-node group: a parked pull is
 //! answered by a later send (on the master, and on a follower by its own apply), a short
 //! suspend times out by itself, heartbeats feed GET_CONSUMER_LIST_BY_GROUP and the
-//! NOTIFY_CONSUMER_IDS_CHANGED pushes, closing a connection removes its client.
+//! NOTIFY_CONSUMER_IDS_CHANGED pushes, closing a connection removes its client; a parked
+//! pull skips messages its tags reject; heartbeats create `%RETRY%` topics; pulls check
+//! the registered subVersion.
 //! Conditions are awaited with deadlines, never slept on.
 #![allow(clippy::unwrap_used)]
 
@@ -15,12 +17,14 @@ use common::{wait_until, Group, RawClient};
 use raftmq_broker::broker::Broker;
 use raftmq_protocol::body::{
     decode_json, encode_json, ConsumerData, ConsumerIdList, HeartbeatData, SubscriptionData,
+    TopicRouteData,
 };
 use raftmq_protocol::codes::{RequestCode, ResponseCode};
 use raftmq_protocol::headers::{
-    CommandHeader, ConsumerGroupRequestHeader, GetMaxOffsetRequestHeader, OffsetResponseHeader,
-    PullMessageRequestHeader, PullMessageResponseHeader, SendMessageRequestHeaderV2,
-    SendMessageResponseHeader, UnregisterClientRequestHeader, PULL_FLAG_SUSPEND,
+    CommandHeader, ConsumerGroupRequestHeader, GetMaxOffsetRequestHeader,
+    GetRouteInfoRequestHeader, OffsetResponseHeader, PullMessageRequestHeader,
+    PullMessageResponseHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader,
+    UnregisterClientRequestHeader, PULL_FLAG_SUBSCRIPTION, PULL_FLAG_SUSPEND,
 };
 use raftmq_protocol::message::{encode_properties, MessageRecord};
 use raftmq_protocol::{RemotingCommand, StrMap};
@@ -131,15 +135,28 @@ fn assert_one_message(resp: &RemotingCommand, offset: i64, body: &str) {
 }
 
 fn heartbeat(client: &str, group: &str, topic: &str, tag: &str) -> RemotingCommand {
+    heartbeat_with(client, group, topic, tag, 0, "CLUSTERING")
+}
+
+/// A heartbeat of one consumer group with one subscription of version `sub_version`.
+fn heartbeat_with(
+    client: &str,
+    group: &str,
+    topic: &str,
+    tag: &str,
+    sub_version: i64,
+    model: &str,
+) -> RemotingCommand {
     let hb = HeartbeatData {
         client_id: client.into(),
         consumer_data_set: vec![ConsumerData {
             group_name: group.into(),
             consume_type: "CONSUME_PASSIVELY".into(),
-            message_model: "CLUSTERING".into(),
+            message_model: model.into(),
             subscription_data_set: vec![SubscriptionData {
                 topic: topic.into(),
                 sub_string: tag.into(),
+                sub_version,
                 ..SubscriptionData::default()
             }],
             ..ConsumerData::default()
@@ -148,6 +165,49 @@ fn heartbeat(client: &str, group: &str, topic: &str, tag: &str) -> RemotingComma
     };
     RemotingCommand::request(RequestCode::HeartBeat.code(), StrMap::new())
         .with_body(encode_json(&hb))
+}
+
+/// A pull of queue 0 with its own subscription expression (PullSysFlag bit 2 is added).
+fn pull_sub(
+    group: &str,
+    offset: i64,
+    sys_flag: i32,
+    suspend_ms: i64,
+    expr: &str,
+) -> RemotingCommand {
+    let h = PullMessageRequestHeader {
+        consumer_group: group.into(),
+        topic: TOPIC.into(),
+        queue_id: 0,
+        queue_offset: offset,
+        max_msg_nums: 32,
+        sys_flag: sys_flag | PULL_FLAG_SUBSCRIPTION,
+        suspend_timeout_millis: suspend_ms,
+        subscription: Some(expr.into()),
+        ..Default::default()
+    };
+    req(RequestCode::PullMessage, &h)
+}
+
+/// A pull of queue 0 relying on the heartbeat-registered subscription, at `sub_version`.
+fn pull_versioned(group: &str, offset: i64, sub_version: i64) -> RemotingCommand {
+    let h = PullMessageRequestHeader {
+        consumer_group: group.into(),
+        topic: TOPIC.into(),
+        queue_id: 0,
+        queue_offset: offset,
+        max_msg_nums: 32,
+        sub_version,
+        ..Default::default()
+    };
+    req(RequestCode::PullMessage, &h)
+}
+
+/// Sends a heartbeat on `c` and asserts SUCCESS.
+async fn heartbeat_ok(c: &mut RawClient, hb: RemotingCommand) {
+    let o = c.send(hb).await;
+    let (resp, _) = response(c, o).await;
+    assert_eq!(resp.code, ResponseCode::Success.code(), "{:?}", resp.remark);
 }
 
 async fn consumer_list(c: &mut RawClient, group: &str) -> Result<Vec<String>, String> {
@@ -286,6 +346,178 @@ async fn heartbeats_list_notify_and_expire_with_the_connection() {
     let (resp, _) = response(&mut a, o).await;
     assert_eq!(resp.code, ResponseCode::Success.code());
     assert!(consumer_list(&mut a, "CG").await.is_err());
+
+    group.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_pull_skips_rejected_tags_until_a_match_or_its_deadline() {
+    let group = Group::start("broker-tags").await;
+    let leader = stable_leader(&group).await;
+    let mut c = RawClient::connect(leader.client_addr()).await;
+    assert_eq!(send(&mut c, "TagA", "a0").await, 0);
+
+    // Parked for TagA; TagB traffic wakes it, it skips the TagB messages and parks again.
+    let mut p = RawClient::connect(leader.client_addr()).await;
+    let opaque = p
+        .send(pull_sub("CG", 1, PULL_FLAG_SUSPEND, 20_000, "TagA"))
+        .await;
+    parked(&leader, 1).await;
+    assert_eq!(send(&mut c, "TagB", "b1").await, 1);
+    assert_eq!(send(&mut c, "TagB", "b2").await, 2);
+    wait_until("the pull re-parks after TagB", DEADLINE, || async {
+        leader.reparked_pulls() >= 1
+    })
+    .await;
+    assert_eq!(leader.parked_pulls(), 1, "still parked, not answered");
+    // Its one answer is the TagA message that arrives next.
+    assert_eq!(send(&mut c, "TagA", "a3").await, 3);
+    let (resp, _) = response(&mut p, opaque).await;
+    assert_one_message(&resp, 3, "a3");
+    parked(&leader, 0).await;
+
+    // Only TagB traffic: answered at the suspend deadline, past the TagB messages.
+    let hold = Duration::from_millis(4_000);
+    let start = Instant::now();
+    let opaque = p
+        .send(pull_sub(
+            "CG",
+            4,
+            PULL_FLAG_SUSPEND,
+            hold.as_millis() as i64,
+            "TagA",
+        ))
+        .await;
+    parked(&leader, 1).await;
+    let reparked = leader.reparked_pulls();
+    assert_eq!(send(&mut c, "TagB", "b4").await, 4);
+    assert_eq!(send(&mut c, "TagB", "b5").await, 5);
+    let sent = start.elapsed();
+    assert!(
+        sent < hold,
+        "sends took {sent:?}: the test needs them within the hold"
+    );
+    let (resp, _) = response(&mut p, opaque).await;
+    let held = start.elapsed();
+    assert!(
+        held >= hold - Duration::from_millis(50),
+        "answered after {held:?}, before the hold of {hold:?}"
+    );
+    assert!(leader.reparked_pulls() > reparked);
+    assert_eq!(
+        resp.code,
+        ResponseCode::PullRetryImmediately.code(),
+        "{:?}",
+        resp.remark
+    );
+    assert!(resp.body.is_empty());
+    let ph: PullMessageResponseHeader = resp.header().unwrap();
+    assert_eq!(ph.next_begin_offset, 6);
+    assert_eq!(ph.max_offset, 6);
+
+    // A pull that is not suspended still answers at once.
+    let resp = p.call(pull_sub("CG", 4, 0, 0, "TagA")).await;
+    assert_eq!(resp.code, ResponseCode::PullRetryImmediately.code());
+    let ph: PullMessageResponseHeader = resp.header().unwrap();
+    assert_eq!(ph.next_begin_offset, 6);
+
+    group.shutdown().await;
+}
+
+/// True when `topic` has a route with exactly one queue of perm 6 at the NameServer.
+async fn routed_as_retry_topic(namesrv: SocketAddr, topic: &str) -> bool {
+    let h = GetRouteInfoRequestHeader {
+        topic: topic.into(),
+        ..Default::default()
+    };
+    let resp = RawClient::connect(namesrv)
+        .await
+        .call(req(RequestCode::GetRouteinfoByTopic, &h))
+        .await;
+    if resp.code != ResponseCode::Success.code() {
+        return false;
+    }
+    let route: TopicRouteData = decode_json("route", &resp.body).unwrap();
+    route.queue_datas.len() == 1
+        && route.queue_datas[0].read_queue_nums == 1
+        && route.queue_datas[0].write_queue_nums == 1
+        && route.queue_datas[0].perm == 6
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_create_retry_topics_and_pulls_check_the_sub_version() {
+    let group = Group::start("broker-hb").await;
+    let leader = stable_leader(&group).await;
+    let follower = group
+        .nodes
+        .iter()
+        .find(|n| n.client_addr() != leader.client_addr())
+        .unwrap()
+        .clone();
+    let mut c = RawClient::connect(leader.client_addr()).await;
+    let mut f = RawClient::connect(follower.client_addr()).await;
+
+    // A broadcasting group gets no retry topic; a clustering group does, created by the
+    // leader (the follower that hears the heartbeat first cannot propose), replicated to
+    // every node and routed by the NameServer.
+    heartbeat_ok(
+        &mut c,
+        heartbeat_with("c1", "BG", TOPIC, "*", 1, "BROADCASTING"),
+    )
+    .await;
+    heartbeat_ok(&mut f, heartbeat("c2", "CG", TOPIC, "*")).await;
+    heartbeat_ok(&mut c, heartbeat("c2", "CG", TOPIC, "*")).await;
+    for n in &group.nodes {
+        wait_until("%RETRY%CG on every node", DEADLINE, || async {
+            n.node()
+                .state_machine()
+                .with(|sm| sm.topic("%RETRY%CG").cloned())
+                .is_some_and(|t| t.read_queue_nums == 1 && t.write_queue_nums == 1 && t.perm == 6)
+        })
+        .await;
+    }
+    wait_until("%RETRY%CG routed", DEADLINE, || {
+        routed_as_retry_topic(group.namesrv, "%RETRY%CG")
+    })
+    .await;
+    assert!(leader
+        .node()
+        .state_machine()
+        .with(|sm| sm.topic("%RETRY%BG").is_none()));
+
+    // SUBSCRIPTION_NOT_LATEST: the pull's subVersion is newer than the registered one.
+    assert_eq!(send(&mut c, "TagA", "m0").await, 0);
+    heartbeat_ok(
+        &mut c,
+        heartbeat_with("c3", "SV", TOPIC, "*", 100, "CLUSTERING"),
+    )
+    .await;
+    let resp = c.call(pull_versioned("SV", 0, 200)).await;
+    assert_eq!(
+        resp.code,
+        ResponseCode::SubscriptionNotLatest.code(),
+        "{:?}",
+        resp.remark
+    );
+    let resp = c.call(pull_versioned("SV", 0, 100)).await;
+    assert_eq!(resp.code, ResponseCode::Success.code(), "{:?}", resp.remark);
+    let resp = c.call(pull_versioned("SV", 0, 50)).await;
+    assert_eq!(
+        resp.code,
+        ResponseCode::Success.code(),
+        "older pulls are served"
+    );
+    // A pull carrying its own subscription does not depend on the registered one.
+    let resp = c.call(pull_sub("SV", 0, 0, 0, "*")).await;
+    assert_eq!(resp.code, ResponseCode::Success.code(), "{:?}", resp.remark);
+    // The next heartbeat brings the new version.
+    heartbeat_ok(
+        &mut c,
+        heartbeat_with("c3", "SV", TOPIC, "*", 200, "CLUSTERING"),
+    )
+    .await;
+    let resp = c.call(pull_versioned("SV", 0, 200)).await;
+    assert_eq!(resp.code, ResponseCode::Success.code(), "{:?}", resp.remark);
 
     group.shutdown().await;
 }

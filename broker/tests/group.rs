@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use common::{req, send_retry, stable_master, Group, RawClient, DEADLINE, POLL};
+use raftmq_broker::broker::NOT_LEADER_REMARK;
 use raftmq_protocol::codes::{RequestCode, ResponseCode};
 use raftmq_protocol::headers::{
     GetMaxOffsetRequestHeader, OffsetResponseHeader, PullMessageRequestHeader,
@@ -59,6 +60,82 @@ async fn max_offset(c: &mut RawClient, queue_id: i32) -> i64 {
     let resp = c.call(req(RequestCode::GetMaxOffset, &h)).await;
     assert_eq!(resp.code, ResponseCode::Success.code());
     resp.header::<OffsetResponseHeader>().unwrap().offset
+}
+
+/// Waits until a send to `follower` is refused with a SYSTEM_BUSY whose remark names
+/// `leader`'s client address (the first answers may still name its raft address while the
+/// follower fetches it); returns that remark.
+async fn busy_remark_naming(
+    follower: std::net::SocketAddr,
+    leader: std::net::SocketAddr,
+    leader_id: u64,
+) -> String {
+    let mut f = RawClient::connect(follower).await;
+    let want = format!("leader is {leader} (raft node {leader_id})");
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let resp = f
+            .call(req(RequestCode::SendMessageV2, &send_header(0, None)).with_body(&b"x"[..]))
+            .await;
+        assert_eq!(
+            resp.code,
+            ResponseCode::SystemBusy.code(),
+            "{:?}",
+            resp.remark
+        );
+        let remark = resp.remark.unwrap_or_default();
+        assert!(remark.starts_with(NOT_LEADER_REMARK), "{remark}");
+        if remark.contains(&want) {
+            return remark;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no remark naming {want} from {follower}; last: {remark}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_busy_names_the_leaders_client_address() {
+    let group = Group::start("broker-hint").await;
+    let master = stable_master(&group).await;
+    let leader = group
+        .nodes
+        .iter()
+        .find(|n| n.client_addr() == master)
+        .unwrap()
+        .clone();
+    let leader_id = leader.node().id();
+    for f in group.nodes.iter().filter(|n| n.client_addr() != master) {
+        let remark = busy_remark_naming(f.client_addr(), master, leader_id).await;
+        let raft_addr = leader
+            .config()
+            .raft_peers()
+            .get(&leader_id)
+            .cloned()
+            .unwrap();
+        assert!(!remark.contains(&raft_addr), "{remark}");
+    }
+
+    // After a leadership change the hint follows the new leader.
+    let target = group
+        .nodes
+        .iter()
+        .find(|n| n.client_addr() != master)
+        .unwrap()
+        .clone();
+    leader
+        .node()
+        .transfer_leadership(target.node().id(), DEADLINE)
+        .await
+        .unwrap();
+    let new_master = stable_master(&group).await;
+    assert_eq!(new_master, target.client_addr());
+    for f in group.nodes.iter().filter(|n| n.client_addr() != new_master) {
+        busy_remark_naming(f.client_addr(), new_master, target.node().id()).await;
+    }
+    group.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,7 @@
 //!   ├─ SegmentedLogStore::open(data_dir/log)       the commit log (+ sled meta)
 //!   ├─ SmAdapter(state_machine, log positions)     apply in log order
 //!   ├─ openraft::Raft::new(.., NetworkFactory)     elections, replication
-//!   ├─ network::serve(listener, raft, custom rpc)  peers' RPCs
+//!   ├─ network::serve(listener, raft, node rpc)    peers' RPCs (Elect, the app's own)
 //!   └─ status task: RaftMetrics -> watch<NodeStatus>
 //! ```
 
@@ -26,7 +26,7 @@ use tracing::{info, warn};
 
 use crate::batch::Proposer;
 use crate::log_store::{FlushPolicy, LogReadHandle, LogStoreConfig, LogSyncer, SegmentedLogStore};
-use crate::network::{self, CustomRpcHandler, NetworkFactory, NetworkFilter};
+use crate::network::{self, CustomRpcHandler, NetworkFactory, NetworkFilter, RpcError};
 use crate::state_machine::{SmAdapter, SmHandle, StateMachine};
 use crate::status::{NodeStatus, Role};
 use crate::types::{LogId, NodeId, Raft};
@@ -132,29 +132,91 @@ pub enum ProposeError {
 }
 
 /// Node-layer RPCs carried as `Custom` network messages.
+///
+/// Variants are only ever appended: bincode encodes the variant index, so `Elect` keeps the
+/// bytes it always had and a node without `App` support rejects it cleanly.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 enum NodeRpc {
     /// "Stand for election now" (leadership transfer target).
     Elect,
+    /// An opaque request for the application's handler (see [`RaftNode::start_with_handler`]).
+    App(Bytes),
 }
 
-struct ElectHandler {
+/// The server side of [`NodeRpc`]: raft's own requests, then the application's.
+struct NodeRpcHandler {
     raft: Raft,
+    app: Option<Arc<dyn CustomRpcHandler>>,
 }
 
-impl CustomRpcHandler for ElectHandler {
-    fn handle(&self, body: Bytes) -> futures::future::BoxFuture<'static, Result<Bytes, String>> {
+impl NodeRpcHandler {
+    /// Dispatches one request; `from` is the calling node when the server knows it.
+    fn dispatch(
+        &self,
+        from: Option<NodeId>,
+        body: Bytes,
+    ) -> futures::future::BoxFuture<'static, Result<Bytes, String>> {
         let raft = self.raft.clone();
-        Box::pin(async move {
-            match bincode::deserialize::<NodeRpc>(&body) {
-                Ok(NodeRpc::Elect) => {
-                    info!("leadership transfer: standing for election");
-                    raft.trigger().elect().await.map_err(|e| e.to_string())?;
-                    Ok(Bytes::new())
+        match bincode::deserialize::<NodeRpc>(&body) {
+            Ok(NodeRpc::Elect) => Box::pin(async move {
+                info!("leadership transfer: standing for election");
+                raft.trigger().elect().await.map_err(|e| e.to_string())?;
+                Ok(Bytes::new())
+            }),
+            Ok(NodeRpc::App(body)) => match (&self.app, from) {
+                (Some(app), Some(from)) => app.handle_from(from, body),
+                (Some(app), None) => app.handle(body),
+                (None, _) => {
+                    Box::pin(async { Err("no application rpc handler on this node".into()) })
                 }
-                Err(e) => Err(format!("bad node rpc: {e}")),
-            }
-        })
+            },
+            Err(e) => Box::pin(async move { Err(format!("bad node rpc: {e}")) }),
+        }
+    }
+}
+
+impl CustomRpcHandler for NodeRpcHandler {
+    fn handle(&self, body: Bytes) -> futures::future::BoxFuture<'static, Result<Bytes, String>> {
+        self.dispatch(None, body)
+    }
+
+    fn handle_from(
+        &self,
+        from: NodeId,
+        body: Bytes,
+    ) -> futures::future::BoxFuture<'static, Result<Bytes, String>> {
+        self.dispatch(Some(from), body)
+    }
+}
+
+/// Calls the application handlers of the group's other nodes (see
+/// [`RaftNode::start_with_handler`]); cheap to clone, so background tasks can own one.
+#[derive(Clone, Debug)]
+pub struct AppRpcClient {
+    net: NetworkFactory,
+    peers: Arc<BTreeMap<NodeId, String>>,
+}
+
+impl AppRpcClient {
+    /// Sends `body` to node `target`'s application handler and waits up to `timeout` for its
+    /// answer (the handler's error comes back as [`RpcError::Handler`]).
+    pub async fn call(
+        &self,
+        target: NodeId,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, RpcError> {
+        let Some(addr) = self.peers.get(&target) else {
+            return Err(RpcError::Unreachable {
+                target,
+                reason: "not a member of the group".into(),
+            });
+        };
+        let request =
+            bincode::serialize(&NodeRpc::App(body)).map_err(|e| RpcError::Codec(e.to_string()))?;
+        self.net
+            .call_custom(target, addr, Bytes::from(request), timeout)
+            .await
     }
 }
 
@@ -194,6 +256,28 @@ impl<S: StateMachine> RaftNode<S> {
         listener: TcpListener,
         filter: NetworkFilter,
     ) -> Result<Self, NodeError> {
+        Self::start_inner(config, sm, listener, filter, None).await
+    }
+
+    /// Like [`RaftNode::start`], and serves the application's own node-to-node requests with
+    /// `app` (peers send them through [`RaftNode::app_rpc`]); raft's own RPCs are unchanged.
+    pub async fn start_with_handler(
+        config: NodeConfig,
+        sm: S,
+        listener: TcpListener,
+        filter: NetworkFilter,
+        app: Arc<dyn CustomRpcHandler>,
+    ) -> Result<Self, NodeError> {
+        Self::start_inner(config, sm, listener, filter, Some(app)).await
+    }
+
+    async fn start_inner(
+        config: NodeConfig,
+        sm: S,
+        listener: TcpListener,
+        filter: NetworkFilter,
+        app: Option<Arc<dyn CustomRpcHandler>>,
+    ) -> Result<Self, NodeError> {
         if !config.peers.contains_key(&config.id) {
             return Err(NodeError::Config(format!(
                 "node {} is not in its peer list",
@@ -221,7 +305,10 @@ impl<S: StateMachine> RaftNode<S> {
             .map_err(|e| NodeError::Raft(e.to_string()))?;
 
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let handler = Arc::new(ElectHandler { raft: raft.clone() });
+        let handler = Arc::new(NodeRpcHandler {
+            raft: raft.clone(),
+            app,
+        });
         let server = tokio::spawn(network::serve(listener, raft.clone(), handler, async {
             let _ = stop_rx.await;
         }));
@@ -308,6 +395,15 @@ impl<S: StateMachine> RaftNode<S> {
     /// The openraft handle (metrics, admin).
     pub fn raft(&self) -> &Raft {
         &self.raft
+    }
+
+    /// A client of the other nodes' application handlers (see
+    /// [`RaftNode::start_with_handler`]).
+    pub fn app_rpc(&self) -> AppRpcClient {
+        AppRpcClient {
+            net: self.net.clone(),
+            peers: Arc::new(self.peers.clone()),
+        }
     }
 
     fn leader_hint(&self, leader: Option<NodeId>) -> Option<(NodeId, String)> {

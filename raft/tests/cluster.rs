@@ -455,3 +455,90 @@ async fn group_forms_without_its_lowest_node_at_first_boot() {
     assert_eq!(c.leader().await, leader);
     c.shutdown().await;
 }
+
+/// An application handler that names the node it runs on and its caller.
+struct WhoAmI(NodeId);
+
+impl raftmq_raft::network::CustomRpcHandler for WhoAmI {
+    fn handle(&self, body: Bytes) -> futures::future::BoxFuture<'static, Result<Bytes, String>> {
+        let me = self.0;
+        Box::pin(async move { Err(format!("node {me}: caller unknown for {body:?}")) })
+    }
+
+    fn handle_from(
+        &self,
+        from: NodeId,
+        body: Bytes,
+    ) -> futures::future::BoxFuture<'static, Result<Bytes, String>> {
+        let me = self.0;
+        Box::pin(async move {
+            let body = String::from_utf8_lossy(&body).into_owned();
+            Ok(Bytes::from(format!(
+                "{body}: node {me} answers node {from}"
+            )))
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_rpcs_reach_the_peers_handler_and_transfer_still_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut listeners = Vec::new();
+    let mut peers = BTreeMap::new();
+    for id in 0..3u64 {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        peers.insert(id, l.local_addr().unwrap().to_string());
+        listeners.push(l);
+    }
+    let filter = NetworkFilter::default();
+    let mut nodes = BTreeMap::new();
+    for (id, l) in listeners.into_iter().enumerate() {
+        let id = id as u64;
+        let conf = config(id, &peers, dir.path().join(format!("n{id}")));
+        // Node 2 has no application handler.
+        let node = if id < 2 {
+            let app = std::sync::Arc::new(WhoAmI(id));
+            RaftNode::start_with_handler(conf, MemStateMachine::default(), l, filter.clone(), app)
+                .await
+                .unwrap()
+        } else {
+            RaftNode::start(conf, MemStateMachine::default(), l, filter.clone())
+                .await
+                .unwrap()
+        };
+        nodes.insert(id, node);
+    }
+    let c = Cluster {
+        dir,
+        peers,
+        nodes,
+        filter,
+    };
+    let rpc = c.nodes[&0].app_rpc();
+    let ttl = Duration::from_secs(10);
+    let answer = rpc.call(1, Bytes::from_static(b"hi"), ttl).await.unwrap();
+    assert_eq!(&answer[..], b"hi: node 1 answers node 0");
+    let err = rpc
+        .call(2, Bytes::from_static(b"hi"), ttl)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, raftmq_raft::network::RpcError::Handler { target: 2, reason }
+            if reason.contains("no application rpc handler")),
+        "{err:?}"
+    );
+    assert!(
+        rpc.call(7, Bytes::new(), ttl).await.is_err(),
+        "not a member"
+    );
+
+    // Raft's own node rpc (Elect) is unaffected by the application handler.
+    let old = c.leader().await;
+    let target = *c.nodes.keys().find(|id| **id != old).unwrap();
+    c.nodes[&old]
+        .transfer_leadership(target, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(c.leader().await, target);
+    c.shutdown().await;
+}

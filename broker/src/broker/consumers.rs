@@ -3,27 +3,45 @@
 //!
 //! The tables live in [`crate::clients`]; whenever a group's set of client ids changes
 //! (join, unregister, connection close, 120 s expiry) every remaining member is sent a
-//! oneway NOTIFY_CONSUMER_IDS_CHANGED over its own connection. Not yet: auto-creating
-//! `%RETRY%<group>` topics and subscription groups on heartbeat.
+//! oneway NOTIFY_CONSUMER_IDS_CHANGED over its own connection.
+//!
+//! A heartbeat naming a clustering consumer group whose `%RETRY%<group>` topic does not
+//! exist makes the leader create it (1 queue, perm 6) with an `UpsertTopic` proposal in the
+//! background (the heartbeat is answered at once) and wake the registrar, so NameServers
+//! route it promptly. A follower cannot propose and skips: consumers heartbeat every node of
+//! the group, the leader included. Not yet: a replicated subscription-group table (§2.5;
+//! every group behaves as the defaults, `retryQueueNums` 1).
 
-use std::sync::MutexGuard;
+use std::sync::{Arc, MutexGuard};
 
+use raftmq_protocol::body::topic::{perm, TopicConfig};
 use raftmq_protocol::body::{decode_json, encode_json, ConsumerIdList, HeartbeatData};
 use raftmq_protocol::codes::{RequestCode, ResponseCode};
 use raftmq_protocol::headers::{ConsumerGroupRequestHeader, UnregisterClientRequestHeader};
 use raftmq_protocol::RemotingCommand;
+use raftmq_raft::status::Role;
 
+use super::send::{check_topic_name, RETRY_PREFIX};
 use super::{bad_header, now_ms, Broker};
 use crate::clients::{ClientTable, CLIENT_EXPIRY_MS};
 use crate::server::Channel;
+use crate::state::{Command, Reply};
+
+/// Queues of an auto-created `%RETRY%<group>` topic (§2.5 `retryQueueNums` default).
+pub const RETRY_QUEUE_NUMS: i32 = 1;
 
 impl Broker {
     fn clients(&self) -> MutexGuard<'_, ClientTable<Channel>> {
         self.clients.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// HEART_BEAT: records the client's groups and subscriptions on this node.
-    pub(super) fn heart_beat(&self, req: &RemotingCommand, channel: &Channel) -> RemotingCommand {
+    /// HEART_BEAT: records the client's groups and subscriptions on this node, and has the
+    /// leader create missing `%RETRY%<group>` topics.
+    pub(super) fn heart_beat(
+        self: &Arc<Self>,
+        req: &RemotingCommand,
+        channel: &Channel,
+    ) -> RemotingCommand {
         let hb: HeartbeatData = match decode_json("HeartbeatData", &req.body) {
             Ok(hb) => hb,
             Err(e) => {
@@ -38,10 +56,76 @@ impl Broker {
             .clients()
             .heartbeat(&hb, channel, channel.id(), now_ms());
         self.notify_changed(&changed);
+        self.ensure_retry_topics(&hb);
         let mut resp = RemotingCommand::response_to(req, ResponseCode::Success);
         resp.ext_fields.insert("IS_SUPPORT_HEART_BEAT_V2", "true");
         resp.ext_fields.insert("IS_SUB_CHANGE", "true");
         resp
+    }
+
+    /// Starts the creation of `%RETRY%<group>` for each clustering group of `hb` that lacks
+    /// it: on the leader only, one proposal per topic at a time, in the background.
+    fn ensure_retry_topics(self: &Arc<Self>, hb: &HeartbeatData) {
+        if self.status().role != Role::Leader {
+            return;
+        }
+        for cd in &hb.consumer_data_set {
+            if cd.group_name.is_empty() || cd.message_model.eq_ignore_ascii_case("BROADCASTING") {
+                continue;
+            }
+            let topic = format!("{RETRY_PREFIX}{}", cd.group_name);
+            if check_topic_name(&topic).is_err()
+                || self
+                    .node
+                    .state_machine()
+                    .with(|sm| sm.topic(&topic).is_some())
+            {
+                continue;
+            }
+            let fresh = self
+                .retry_creating
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(topic.clone());
+            if fresh {
+                let broker = self.clone();
+                tokio::spawn(async move { broker.create_retry_topic(topic).await });
+            }
+        }
+    }
+
+    /// Proposes `%RETRY%<group>` (1 queue, perm 6) unless it appeared meanwhile, then wakes
+    /// the registrar.
+    async fn create_retry_topic(self: Arc<Self>, topic: String) {
+        let exists = self
+            .node
+            .state_machine()
+            .with(|sm| sm.topic(&topic).is_some());
+        let mut config = TopicConfig::new(topic.clone(), RETRY_QUEUE_NUMS);
+        config.perm = perm::READ | perm::WRITE;
+        let command = Command::UpsertTopic {
+            config,
+            timestamp_ms: now_ms(),
+        };
+        let result = if exists {
+            None
+        } else {
+            Some(self.node.propose(command.encode()).await)
+        };
+        self.retry_creating
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&topic);
+        match result.map(|r| r.map(|b| Reply::decode(&b))) {
+            None => {}
+            Some(Ok(Some(Reply::Done))) => {
+                tracing::info!(%topic, "auto-created retry topic on heartbeat");
+                self.poke_registrar();
+            }
+            Some(Ok(other)) => tracing::warn!(%topic, reply = ?other, "retry topic not created"),
+            // A later heartbeat (every 30 s, to every node) tries again.
+            Some(Err(e)) => tracing::debug!(%topic, error = %e, "retry topic not created"),
+        }
     }
 
     /// UNREGISTER_CLIENT: removes the client from the named groups.

@@ -5,11 +5,15 @@
 //! parked on its queue's apply signal ([`crate::state::Arrivals`], subscribed before the
 //! check so nothing applied in between is missed) for min(`suspendTimeoutMillis`, 25 s),
 //! then re-run without suspending. It wakes when apply on *this* node (leader or follower)
-//! publishes a max offset past the requested one. Beyond [`PARKED_PULLS_MAX`] parked pulls
-//! a node answers at once.
+//! publishes a max offset past the requested one. Woken by messages its TAG filter rejects
+//! every one of, it does not answer: it moves its offset past them and parks again for the
+//! rest of its hold (so non-matching traffic costs no round trip per message); at the
+//! deadline such a pull answers PULL_RETRY_IMMEDIATELY with nextBeginOffset past the rejected
+//! messages. Beyond [`PARKED_PULLS_MAX`] parked pulls a node answers at once.
 //!
 //! The subscription: the header's with PullSysFlag bit 2; else the one registered by the
-//! group's HEART_BEATs (none for this topic: SUBSCRIPTION_NOT_EXIST). A group without any
+//! group's HEART_BEATs (none for this topic: SUBSCRIPTION_NOT_EXIST; registered `subVersion`
+//! older than the pull's: SUBSCRIPTION_NOT_LATEST, step 2 of §2.4.4). A group without any
 //! heartbeat on this node pulls with `*` (a deliberate deviation: Java answers
 //! SUBSCRIPTION_NOT_EXIST; raw and lite pull clients need not heartbeat first).
 //! A commit flag on the leader proposes the offset in
@@ -47,6 +51,17 @@ pub fn hold_time(suspend_timeout_millis: i64) -> Duration {
         .min(PULL_HOLD_MAX)
 }
 
+/// One run of a pull: the response and the store outcome behind it.
+struct PullRun {
+    /// The classification (after unreadable records); `None` for an error answered before
+    /// reading the queue.
+    status: Option<PullStatus>,
+    /// The response's nextBeginOffset (the request's offset for an error).
+    next_begin_offset: i64,
+    /// The response.
+    resp: RemotingCommand,
+}
+
 /// A slot among the parked pulls; released on drop.
 struct Parked<'a>(&'a std::sync::atomic::AtomicUsize);
 
@@ -70,39 +85,77 @@ impl Drop for Parked<'_> {
 
 impl Broker {
     /// Handles PULL_MESSAGE, parking a suspended pull that finds nothing new.
+    ///
+    /// A parked pull keeps a cursor: woken by messages its filter rejects all of, it moves the
+    /// cursor past them and parks again for the rest of its hold instead of answering (no
+    /// round trip per rejected message). It answers with the first matching messages, or at
+    /// the deadline with what a run from the cursor finds; when the cursor moved, that is
+    /// "messages existed but none matched" (PULL_RETRY_IMMEDIATELY, nextBeginOffset past
+    /// them) per the table of §2.4.4.
     pub(super) async fn pull(self: &Arc<Self>, req: &RemotingCommand) -> RemotingCommand {
         let h: PullMessageRequestHeader = match req.header() {
             Ok(h) => h,
             Err(e) => return bad_header(req, e),
         };
         if h.sys_flag & PULL_FLAG_SUSPEND == 0 {
-            return self.pull_once(req, &h);
+            return self.pull_once(req, &h).resp;
         }
         let mut arrived = self.arrivals.subscribe(&h.topic, h.queue_id);
-        let resp = self.pull_once(req, &h);
-        if resp.code != ResponseCode::PullNotFound.code() {
-            return resp;
+        let first = self.pull_once(req, &h);
+        if first.status != Some(PullStatus::NoNewMessage) {
+            return first.resp;
         }
         let Some(_slot) = Parked::try_take(&self.parked, PARKED_PULLS_MAX) else {
-            return resp;
+            return first.resp;
         };
-        let offset = h.queue_offset;
-        let hold = hold_time(h.suspend_timeout_millis);
-        // Err: the deadline (or the state machine gone); either way re-run and answer.
-        let _ = tokio::time::timeout(hold, arrived.wait_for(|&max| max > offset)).await;
+        let deadline = tokio::time::Instant::now() + hold_time(h.suspend_timeout_millis);
         // The commit (if any) went out with the first run.
         let mut again = h;
         again.sys_flag &= !PULL_FLAG_COMMIT_OFFSET;
-        self.pull_once(req, &again)
+        let start = again.queue_offset;
+        let mut cursor = start;
+        // After a wake that found nothing to do, wait for the next publish (never spin on a
+        // published max that the queue does not confirm).
+        let mut need_change = false;
+        loop {
+            let woke = if need_change {
+                tokio::time::timeout_at(deadline, arrived.changed())
+                    .await
+                    .is_ok_and(|r| r.is_ok())
+            } else {
+                tokio::time::timeout_at(deadline, arrived.wait_for(|&max| max > cursor))
+                    .await
+                    .is_ok_and(|r| r.is_ok())
+            };
+            // Not woken: the deadline (or the state machine gone); answer either way.
+            again.queue_offset = cursor;
+            let mut run = self.pull_once(req, &again);
+            match run.status {
+                Some(PullStatus::RetryImmediately) if woke && run.next_begin_offset > cursor => {
+                    cursor = run.next_begin_offset;
+                    need_change = false;
+                    self.reparked.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(PullStatus::NoNewMessage) if woke => need_change = true,
+                Some(PullStatus::NoNewMessage) if cursor > start => {
+                    // Rejected messages were skipped while parked: nextBeginOffset (the
+                    // cursor) is past them.
+                    run.resp.code = ResponseCode::PullRetryImmediately.code();
+                    run.resp.remark = Some("NO_MATCHED_MESSAGE".to_owned());
+                    return run.resp;
+                }
+                _ => return run.resp,
+            }
+        }
     }
 
     /// Steps 1–4 of §2.4.4 once, without suspending.
-    fn pull_once(
-        self: &Arc<Self>,
-        req: &RemotingCommand,
-        h: &PullMessageRequestHeader,
-    ) -> RemotingCommand {
-        let err = |code, remark: String| RemotingCommand::error_to(req, code, remark);
+    fn pull_once(self: &Arc<Self>, req: &RemotingCommand, h: &PullMessageRequestHeader) -> PullRun {
+        let err = |code, remark: String| PullRun {
+            status: None,
+            next_begin_offset: h.queue_offset,
+            resp: RemotingCommand::error_to(req, code, remark),
+        };
         let Some(topic) = self
             .node
             .state_machine()
@@ -142,6 +195,18 @@ impl Broker {
         } else {
             match self.registered_subscription(&h.consumer_group, &h.topic) {
                 None => TagFilter::parse("*"),
+                // Step 2: the consumer changed its subscription and this node has not had
+                // the heartbeat carrying it yet.
+                Some(Some(sub)) if sub.sub_version < h.sub_version => {
+                    return err(
+                        ResponseCode::SubscriptionNotLatest,
+                        format!(
+                            "the consumer's subscription not latest, group {} topic {}: \
+                             registered subVersion {} < {}",
+                            h.consumer_group, h.topic, sub.sub_version, h.sub_version
+                        ),
+                    )
+                }
                 Some(Some(sub)) => TagFilter::parse(&sub.sub_string),
                 Some(None) => {
                     return err(
@@ -217,10 +282,14 @@ impl Broker {
             topic_sys_flag: Some(topic.topic_sys_flag),
             ..PullMessageResponseHeader::default()
         };
-        RemotingCommand::response_to(req, code)
-            .with_remark(remark)
-            .with_header(&header)
-            .with_body(body)
+        PullRun {
+            status: Some(status),
+            next_begin_offset,
+            resp: RemotingCommand::response_to(req, code)
+                .with_remark(remark)
+                .with_header(&header)
+                .with_body(body),
+        }
     }
 
     /// Appends one stored record to `body` with its queue and physical offsets patched in

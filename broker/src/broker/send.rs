@@ -32,7 +32,8 @@ pub const RETRY_TOPIC_CHARS_MAX: usize = 255;
 /// Region sent in every send response (and stored as a property).
 pub const DEFAULT_REGION: &str = "DefaultRegion";
 
-const RETRY_PREFIX: &str = "%RETRY%";
+/// Prefix of a consumer group's retry topic, `%RETRY%<group>`.
+pub(super) const RETRY_PREFIX: &str = "%RETRY%";
 const DLQ_PREFIX: &str = "%DLQ%";
 
 /// Topics producers may not send to (→ NO_PERMISSION).
