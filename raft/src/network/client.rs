@@ -560,7 +560,11 @@ mod tests {
         let big: Vec<Entry> = (1..=10).map(|i| entry(i, 1 << 20)).collect();
         assert_eq!(prefix_within(&big, APPEND_BYTES_MAX), 4);
         let huge = vec![entry(1, 8 << 20), entry(2, 10)];
-        assert_eq!(prefix_within(&huge, APPEND_BYTES_MAX), 1, "one entry always goes");
+        assert_eq!(
+            prefix_within(&huge, APPEND_BYTES_MAX),
+            1,
+            "one entry always goes"
+        );
         assert_eq!(prefix_within(&[], APPEND_BYTES_MAX), 0);
     }
 }
