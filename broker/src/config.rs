@@ -60,6 +60,7 @@ pub const KEYS: &[&str] = &[
     "deleteWhen",
     "diskMaxUsedSpaceRatio",
     "autoCreateTopicEnable",
+    "duplicateDetectionEnable",
     "defaultTopicQueueNums",
     "maxMessageSize",
     "brokerPermission",
@@ -116,6 +117,12 @@ pub struct BrokerConfig {
     pub disk_max_used_space_ratio_percent: u8,
     /// `autoCreateTopicEnable`: create a topic on its first send (default true).
     pub auto_create_topic_enable: bool,
+    /// `duplicateDetectionEnable` (RaftMQ): a send whose `(topic, UNIQ_KEY)` was stored
+    /// recently is answered with the first result instead of being stored again, so client
+    /// retries after a timeout or failover do not duplicate (default true). Turn off for
+    /// applications that send one Message object several times on purpose (the Java client
+    /// keeps its UNIQ_KEY), which RocketMQ stores as separate messages.
+    pub duplicate_detection_enable: bool,
     /// `defaultTopicQueueNums`: queues of an auto-created topic (default 8).
     pub default_topic_queue_nums: u16,
     /// `maxMessageSize`: largest message body accepted, bytes (default 4 MiB).
@@ -308,7 +315,7 @@ impl BrokerConfig {
     /// The effective configuration as broker.conf text (what `-p` prints); parsing it
     /// gives this config back.
     pub fn to_properties(&self) -> String {
-        let kv: [(&str, String); 23] = [
+        let kv: [(&str, String); 24] = [
             ("brokerClusterName", self.broker_cluster_name.clone()),
             ("brokerName", self.broker_name.clone()),
             ("listenPort", self.listen_port.to_string()),
@@ -335,6 +342,10 @@ impl BrokerConfig {
             (
                 "autoCreateTopicEnable",
                 self.auto_create_topic_enable.to_string(),
+            ),
+            (
+                "duplicateDetectionEnable",
+                self.duplicate_detection_enable.to_string(),
             ),
             (
                 "defaultTopicQueueNums",

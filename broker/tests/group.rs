@@ -352,3 +352,36 @@ fn print_config_of_the_sample_file() {
     assert!(stdout.contains("brokerName=RaftNode00"), "{stdout}");
     assert!(stdout.contains("listenPort=30911"), "{stdout}");
 }
+
+/// Sends the same UNIQ_KEY twice to a group configured with `extra`; returns both offsets.
+async fn same_uniq_key_twice(name: &str, extra: &str) -> (i64, i64) {
+    let group = Group::start_with(name, extra).await;
+    let mut master = stable_master(&group).await;
+    let mut c = RawClient::connect(master).await;
+    let mut props = StrMap::new();
+    props.insert("UNIQ_KEY", "AC110001000018B4AAC2000000000042");
+    let r = req(
+        RequestCode::SendMessageV2,
+        &send_header(0, Some(encode_properties(&props))),
+    )
+    .with_body(Bytes::from_static(b"once or twice"));
+    let mut offsets = Vec::new();
+    for _ in 0..2 {
+        let resp = send_retry(&group, &mut c, &mut master, r.clone()).await;
+        assert_eq!(resp.code, ResponseCode::Success.code(), "{:?}", resp.remark);
+        offsets.push(resp.header::<SendMessageResponseHeader>().unwrap().queue_offset);
+    }
+    group.shutdown().await;
+    (offsets[0], offsets[1])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_uniq_key_is_stored_once_unless_detection_is_off() {
+    // A retry (same UNIQ_KEY) is answered with the first result: one stored message.
+    assert_eq!(same_uniq_key_twice("broker-d1", "").await, (0, 0));
+    // Off: stored twice, as RocketMQ does for a Message object sent twice.
+    assert_eq!(
+        same_uniq_key_twice("broker-d2", "duplicateDetectionEnable=false\n").await,
+        (0, 1)
+    );
+}

@@ -178,7 +178,12 @@ impl Broker {
                 .map(MessageRecord::encoded_len)
                 .sum::<usize>();
         let mut command = Vec::with_capacity(len);
-        append_header(&mut command, true, now, records.len() as u32);
+        append_header(
+            &mut command,
+            self.config.duplicate_detection_enable,
+            now,
+            records.len() as u32,
+        );
         for r in &records {
             r.encode(&mut command)
                 .map_err(|e| err(req, ResponseCode::MessageIllegal, e.to_string()))?;

@@ -86,6 +86,7 @@ pub(super) struct Draft {
     delete_when: Option<Vec<u8>>,
     disk_ratio: Option<u8>,
     auto_create_topic: Option<bool>,
+    duplicate_detection: Option<bool>,
     queue_nums: Option<u16>,
     max_message_size: Option<u32>,
     permission: Option<u8>,
@@ -135,6 +136,7 @@ impl Draft {
             "deleteWhen" => self.delete_when = Some(parse_delete_when(e)?),
             "diskMaxUsedSpaceRatio" => self.disk_ratio = Some(e.parse()?),
             "autoCreateTopicEnable" => self.auto_create_topic = Some(e.parse_bool()?),
+            "duplicateDetectionEnable" => self.duplicate_detection = Some(e.parse_bool()?),
             "defaultTopicQueueNums" => self.queue_nums = Some(e.parse()?),
             "maxMessageSize" => self.max_message_size = Some(e.parse()?),
             "brokerPermission" => self.permission = Some(e.parse()?),
@@ -241,6 +243,7 @@ impl Draft {
                 .disk_ratio
                 .unwrap_or(C::DISK_MAX_USED_SPACE_RATIO_DEFAULT),
             auto_create_topic_enable: self.auto_create_topic.unwrap_or(true),
+            duplicate_detection_enable: self.duplicate_detection.unwrap_or(true),
             default_topic_queue_nums: self
                 .queue_nums
                 .unwrap_or(C::DEFAULT_TOPIC_QUEUE_NUMS_DEFAULT),

@@ -43,6 +43,7 @@ fn defaults() {
     assert_eq!(c.delete_when_hours(), vec![4]);
     assert_eq!(c.disk_max_used_space_ratio_percent, 75);
     assert!(c.auto_create_topic_enable);
+    assert!(c.duplicate_detection_enable);
     assert_eq!(c.default_topic_queue_nums, 8);
     assert_eq!(c.max_message_size_bytes, 4_194_304);
     assert_eq!(c.broker_permission, 6);
@@ -85,6 +86,7 @@ fileReservedTime=48
 deleteWhen=04;16
 diskMaxUsedSpaceRatio=88
 autoCreateTopicEnable=false
+duplicateDetectionEnable=false
 defaultTopicQueueNums=4
 maxMessageSize=1048576
 brokerPermission=4
@@ -111,6 +113,7 @@ enableControllerMode=false
     assert_eq!(c.delete_when_hours(), vec![4, 16]);
     assert_eq!(c.disk_max_used_space_ratio_percent, 88);
     assert!(!c.auto_create_topic_enable);
+    assert!(!c.duplicate_detection_enable);
     assert_eq!(c.default_topic_queue_nums, 4);
     assert_eq!(c.max_message_size_bytes, 1 << 20);
     assert_eq!(c.broker_permission, 4);
