@@ -289,7 +289,7 @@ impl WriterState {
         self.syncer
             .get()
             .ok_or("the raft log is not open yet")?
-            .sync()
+            .sync_and_index_tail()
             .map_err(|e| format!("raft log sync: {e}"))?;
         let io = |what: &str, e: std::io::Error| format!("checkpoint {what}: {e}");
         let generation = if job.rewrite {

@@ -369,7 +369,11 @@ async fn same_uniq_key_twice(name: &str, extra: &str) -> (i64, i64) {
     for _ in 0..2 {
         let resp = send_retry(&group, &mut c, &mut master, r.clone()).await;
         assert_eq!(resp.code, ResponseCode::Success.code(), "{:?}", resp.remark);
-        offsets.push(resp.header::<SendMessageResponseHeader>().unwrap().queue_offset);
+        offsets.push(
+            resp.header::<SendMessageResponseHeader>()
+                .unwrap()
+                .queue_offset,
+        );
     }
     group.shutdown().await;
     (offsets[0], offsets[1])

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use super::index::Shared;
 use super::{FlushPolicy, LogStoreError};
-use crate::storage_dir::SegmentFile;
+use crate::storage_dir::{SegmentFile, StorageDir};
 
 /// Called once with the outcome of the I/O for one append.
 pub type Completion = Box<dyn FnOnce(io::Result<()>) + Send>;
@@ -180,22 +180,40 @@ impl Flusher {
         self.syncer().sync()
     }
 
-    /// A handle that can sync the log from other threads after the store moved into raft.
-    pub fn syncer(&self) -> LogSyncer {
+    /// A handle that can sync the log from other threads after the store moved into raft
+    /// (with `dir`, it can also write tail sidecars).
+    pub fn syncer_with(&self, dir: Option<(Arc<dyn StorageDir>, u64)>) -> LogSyncer {
         LogSyncer {
             shared: self.shared.clone(),
             log: self.log.clone(),
+            dir,
+            indexed: Arc::new(Mutex::new((u64::MAX, 0))),
         }
+    }
+
+    /// A handle that can sync the log from other threads.
+    pub fn syncer(&self) -> LogSyncer {
+        self.syncer_with(None)
     }
 }
 
 /// Makes everything appended so far durable, from any thread (e.g. before a state-machine
-/// checkpoint that must not get ahead of the local log under the async flush policy).
+/// checkpoint that must not get ahead of the local log under the async flush policy), and
+/// can record the active segment's frame index so a restart scans only what came after.
 #[derive(Clone)]
 pub struct LogSyncer {
     shared: Arc<FlushShared>,
     log: Arc<Shared>,
+    /// The log directory and the tail-sidecar growth threshold, if tail sidecars are on.
+    dir: Option<(Arc<dyn StorageDir>, u64)>,
+    /// Data length of the active segment covered by the last tail sidecar (base, len).
+    indexed: Arc<Mutex<(u64, u64)>>,
 }
+
+/// A tail sidecar is rewritten once the active segment grew this much past the last one:
+/// a restart CRC-scans at most this many bytes of the active segment (plus what arrived in
+/// the last checkpoint interval).
+pub const TAIL_INDEX_EVERY_BYTES: u64 = 64 << 20;
 
 impl std::fmt::Debug for LogSyncer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -206,11 +224,63 @@ impl std::fmt::Debug for LogSyncer {
 impl LogSyncer {
     /// Writes out and syncs everything appended so far; the store's sticky failure if any.
     pub fn sync(&self) -> Result<(), LogStoreError> {
+        let io = self.log.lock_io();
+        self.sync_locked(&io)
+    }
+
+    /// [`LogSyncer::sync`], then, if the active segment grew by the configured amount
+    /// ([`TAIL_INDEX_EVERY_BYTES`] by default) since the last one, writes its sidecar covering the synced frames ("tail sidecar"): recovery
+    /// trusts it for that prefix and scans only the rest. Done under the I/O lock, so a
+    /// truncation (which deletes the active segment's sidecar under the same lock) never
+    /// leaves a stale one. Returns whether a tail sidecar was written.
+    pub fn sync_and_index_tail(&self) -> Result<bool, LogStoreError> {
+        let io = self.log.lock_io();
+        self.sync_locked(&io)?;
+        let Some((dir, every)) = &self.dir else {
+            return Ok(false);
+        };
+        let sidecar = {
+            let st = self.log.read();
+            let Some(seg) = st.segments.back() else {
+                return Ok(false);
+            };
+            // Frames before the write-behind buffer are written, and now synced.
+            let synced = st.tail_start.saturating_sub(seg.base);
+            let n = seg.ends.partition_point(|&e| u64::from(e) <= synced);
+            let data_len = if n == 0 {
+                0
+            } else {
+                u64::from(seg.ends[n - 1])
+            };
+            let (base, covered) = *self.indexed.lock().unwrap_or_else(|p| p.into_inner());
+            let grown = if base == seg.base {
+                data_len.saturating_sub(covered)
+            } else {
+                data_len
+            };
+            if n == 0 || grown < *every {
+                return Ok(false);
+            }
+            super::segment::Sidecar {
+                base: seg.base,
+                data_len,
+                first_index: seg.first_index,
+                ends: seg.ends[..n].to_vec(),
+            }
+        };
+        super::segment::write_sidecar(dir.as_ref(), &sidecar)?;
+        dir.sync_dir()
+            .map_err(LogStoreError::io("sync directory of", "tail sidecar"))?;
+        *self.indexed.lock().unwrap_or_else(|p| p.into_inner()) = (sidecar.base, sidecar.data_len);
+        drop(io);
+        Ok(true)
+    }
+
+    fn sync_locked(&self, io: &MutexGuard<'_, ()>) -> Result<(), LogStoreError> {
         if let Some(reason) = self.shared.lock().failed.clone() {
             return Err(LogStoreError::Failed(reason));
         }
-        let io = self.log.lock_io();
-        let written = match write_out(&self.log, &io) {
+        let written = match write_out(&self.log, io) {
             Ok(w) => w,
             Err(e) => {
                 let err = self.shared.fail(e.to_string());

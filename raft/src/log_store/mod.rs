@@ -43,7 +43,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::LogStoreError;
-pub use flusher::{Completion, LogSyncer};
+pub use flusher::{Completion, LogSyncer, TAIL_INDEX_EVERY_BYTES};
 pub use frame::{payload_position, EntryKind, FrameHeader, FRAME_BYTES_MAX, HEADER_BYTES};
 pub use index::{LogReadHandle, SegmentSummary};
 pub use rebase::{RebaseHint, RebasePoint};
@@ -77,6 +77,9 @@ pub struct LogStoreConfig {
     pub flush: FlushPolicy,
     /// Longest time written bytes stay unsynced under [`FlushPolicy::Async`].
     pub async_flush_interval: Duration,
+    /// Growth of the active segment after which [`LogSyncer::sync_and_index_tail`] writes a
+    /// new tail sidecar (default [`TAIL_INDEX_EVERY_BYTES`]; tests use small values).
+    pub tail_index_every_bytes: u64,
 }
 
 impl LogStoreConfig {
@@ -97,6 +100,7 @@ impl LogStoreConfig {
             segment_bytes: Self::SEGMENT_BYTES_DEFAULT,
             flush: FlushPolicy::Sync,
             async_flush_interval: Self::ASYNC_FLUSH_INTERVAL_DEFAULT,
+            tail_index_every_bytes: TAIL_INDEX_EVERY_BYTES,
         }
     }
 
@@ -282,7 +286,8 @@ impl SegmentedLogStore {
 
     /// A handle that syncs the log from any thread, usable after the store moved into raft.
     pub fn syncer(&self) -> LogSyncer {
-        self.flusher.syncer()
+        self.flusher
+            .syncer_with(Some((self.dir.clone(), self.config.tail_index_every_bytes)))
     }
 
     /// Syncs every written byte now, from the calling thread (explicit flush; under the sync

@@ -6,7 +6,9 @@
 //!    Without a usable sidecar, scan the segment with full CRC checks (any bad frame is
 //!    corruption, a sealed segment was synced whole) and write the sidecar. An empty one is
 //!    set aside (see 4).
-//! 3. The last segment: scan every frame with its CRC. At the first bad frame (short, zero
+//! 3. The last segment: scan every frame with its CRC, except the prefix its tail sidecar
+//!    covers, if it has a usable one (written by [`super::LogSyncer::sync_and_index_tail`]
+//!    over synced frames only, spot-checked like a sealed sidecar). At the first bad frame (short, zero
 //!    length, bad CRC, unknown kind) look for any valid frame further on: if there is one, the
 //!    damage is not a torn write but corruption, and opening fails naming file and offset;
 //!    otherwise cut the file there (a torn tail).
@@ -21,7 +23,8 @@
 //!    end of the last segment, which alone is kept.
 //!
 //! Cost: O(number of entries in sealed segments) for reading sidecars, plus a read and CRC of
-//! the last segment (at most `segment_bytes`).
+//! the last segment past its tail sidecar (at most `segment_bytes` without one; with the
+//! broker's checkpoints, about [`super::TAIL_INDEX_EVERY_BYTES`] plus a second of writes).
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -61,15 +64,26 @@ fn corrupt(file: &str, offset: u64, reason: impl Into<String>) -> LogStoreError 
 
 /// Reads frames from offset 0 to `len`, checking every CRC and that indexes are consecutive.
 fn scan_frames(file: &dyn SegmentFile, name: &str, len: u64) -> Result<Scan, LogStoreError> {
-    let mut scan = Scan {
+    let scan = Scan {
         first_index: None,
         ends: Vec::new(),
         last: None,
         bad: None,
     };
+    scan_frames_from(file, name, len, 0, scan)
+}
+
+/// Continues `scan` (whose frames end at `start`) from `start` to `len`.
+fn scan_frames_from(
+    file: &dyn SegmentFile,
+    name: &str,
+    len: u64,
+    start: u64,
+    mut scan: Scan,
+) -> Result<Scan, LogStoreError> {
     let mut buf: Vec<u8> = Vec::new();
-    let mut buf_pos = 0u64;
-    let mut pos = 0u64;
+    let mut buf_pos = start;
+    let mut pos = start;
     while pos < len {
         let off = (pos - buf_pos) as usize;
         match check_frame(buf.get(off..).unwrap_or_default()) {
@@ -218,14 +232,58 @@ fn load_sealed(
     Ok((first_index, sidecar.ends))
 }
 
-/// Scans the last segment and cuts a torn tail; corruption before the tail is an error.
+/// The prefix of the last segment its tail sidecar vouches for (frames spot-checked as for
+/// sealed sidecars), as a scan that ends there; `None` if there is no usable one.
+fn tail_prefix(dir: &dyn StorageDir, file: &dyn SegmentFile, base: u64, len: u64) -> Option<Scan> {
+    let sc = read_sidecar(dir, base).ok()?;
+    let n = sc.ends.len();
+    if n == 0 || sc.data_len > len || u64::from(sc.ends[n - 1]) != sc.data_len {
+        return None;
+    }
+    let header = |k: usize| -> Option<FrameHeader> {
+        let start = if k == 0 { 0 } else { u64::from(sc.ends[k - 1]) };
+        let mut header = [0u8; HEADER_BYTES];
+        file.read_at(&mut header, start).ok()?;
+        parse_header(&header).ok().filter(|h| {
+            u64::from(h.frame_len) == u64::from(sc.ends[k]) - start
+                && h.index == sc.first_index + k as u64
+        })
+    };
+    header(0)?;
+    let last = header(n - 1)?;
+    Some(Scan {
+        first_index: Some(sc.first_index),
+        ends: sc.ends,
+        last: Some(last),
+        bad: None,
+    })
+}
+
+/// Scans the last segment (after the prefix its tail sidecar covers, if it has a usable
+/// one) and cuts a torn tail; corruption before the tail is an error.
 fn load_tail(
+    dir: &dyn StorageDir,
     file: &dyn SegmentFile,
     name: &str,
+    base: u64,
     len: u64,
     prev_last: Option<u64>,
 ) -> Result<Scan, LogStoreError> {
-    let scan = scan_frames(file, name, len)?;
+    let scan = match tail_prefix(dir, file, base, len) {
+        Some(prefix) => {
+            let start = prefix.ends.last().map_or(0, |&e| u64::from(e));
+            tracing::debug!(
+                segment = name,
+                start,
+                "tail sidecar used; scanning the rest"
+            );
+            scan_frames_from(file, name, len, start, prefix)?
+        }
+        None => {
+            remove_quietly(dir, &sidecar_file_name(base));
+            scan_frames(file, name, len)?
+        }
+    };
     let Some((offset, reason)) = &scan.bad else {
         return Ok(scan);
     };
@@ -327,11 +385,8 @@ pub(crate) fn recover(
             .len()
             .map_err(LogStoreError::io("stat", name.clone()))?;
         let (first_index, ends) = if i + 1 == bases.len() {
-            if sidecars.contains(&base) {
-                dir_changed |= remove_quietly(dir, &sidecar_file_name(base));
-            }
             let prev_last = loaded.iter().rev().find_map(Segment::last_index);
-            let scan = load_tail(file.as_ref(), &name, len, prev_last)?;
+            let scan = load_tail(dir, file.as_ref(), &name, base, len, prev_last)?;
             tail_last = scan.last;
             (scan.first_index.unwrap_or(0), scan.ends)
         } else if len == 0 {

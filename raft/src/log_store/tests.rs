@@ -231,6 +231,105 @@ fn corruption_before_the_tail_names_file_and_offset() {
     }
 }
 
+fn open_tail_indexed(dir: &MemDir, meta: &Meta) -> SegmentedLogStore {
+    let config = LogStoreConfig {
+        tail_index_every_bytes: 100,
+        ..cfg(1 << 20)
+    };
+    SegmentedLogStore::open_with(config, Arc::new(dir.clone()), meta.clone()).unwrap()
+}
+
+#[test]
+fn a_tail_sidecar_spares_the_scan_of_its_prefix() {
+    let dir = MemDir::new();
+    let meta = Meta::memory();
+    let mut store = open_tail_indexed(&dir, &meta);
+    append_range(&mut store, 1, 1..=5, 40);
+    let syncer = store.syncer();
+    assert!(
+        syncer.sync_and_index_tail().unwrap(),
+        "grew past the threshold"
+    );
+    assert!(
+        !syncer.sync_and_index_tail().unwrap(),
+        "nothing new: no rewrite"
+    );
+    assert!(dir
+        .names()
+        .contains(&"00000000000000000000.idx".to_string()));
+    append_range(&mut store, 1, 6..=8, 40);
+    let (p3, _) = store.read_handle().entry_position(3).unwrap();
+    let (p7, _) = store.read_handle().entry_position(7).unwrap();
+    drop(store);
+
+    // A bad byte inside the prefix is not looked for at open (as for sealed segments), but
+    // a checked read finds it; every entry is indexed.
+    dir.corrupt("00000000000000000000.log", p3 + 40, &[0xFF])
+        .unwrap();
+    let store = open_tail_indexed(&dir, &meta);
+    let h = store.read_handle();
+    assert_eq!((h.first_index(), h.last_index()), (Some(1), Some(8)));
+    assert_eq!(store.log_state().1.unwrap().index, 8);
+    assert!(h.read_payload(3).is_err());
+    assert!(h.read_payload(7).is_ok());
+    drop(store);
+
+    // Past the prefix everything is CRC-scanned: damage there is found at open.
+    dir.corrupt("00000000000000000000.log", p7 + 40, &[0xFF])
+        .unwrap();
+    match SegmentedLogStore::open_with(
+        LogStoreConfig {
+            tail_index_every_bytes: 100,
+            ..cfg(1 << 20)
+        },
+        Arc::new(dir.clone()),
+        meta.clone(),
+    ) {
+        Err(LogStoreError::Corrupt { offset, .. }) => assert_eq!(offset, p7),
+        other => panic!("expected corruption at {p7}, got {other:?}"),
+    }
+}
+
+#[test]
+fn truncation_drops_the_tail_sidecar_and_a_stale_one_is_ignored() {
+    let dir = MemDir::new();
+    let meta = Meta::memory();
+    let mut store = open_tail_indexed(&dir, &meta);
+    append_range(&mut store, 1, 1..=6, 40);
+    assert!(store.syncer().sync_and_index_tail().unwrap());
+    store.truncate_from(3).unwrap();
+    assert!(!dir
+        .names()
+        .contains(&"00000000000000000000.idx".to_string()));
+    append_range(&mut store, 2, 3..=4, 70);
+    drop(store);
+    let store = open_tail_indexed(&dir, &meta);
+    assert_eq!(store.log_state().1, Some(log_id(2, 4)));
+    let payload = store.read_handle().read_payload(4).unwrap().unwrap();
+    assert_eq!(payload.len(), 70);
+    drop(store);
+
+    // A sidecar that does not fit the segment (claims more than the file holds) is ignored
+    // and removed; the segment is scanned.
+    let mut store = open_tail_indexed(&dir, &meta);
+    append_range(&mut store, 2, 5..=9, 40);
+    assert!(store.syncer().sync_and_index_tail().unwrap());
+    let end = store.read_handle().end_position();
+    drop(store);
+    let file = dir.open("00000000000000000000.log").unwrap();
+    file.set_len(end - 10).unwrap();
+    file.sync_data().unwrap();
+    let store = open_tail_indexed(&dir, &meta);
+    assert_eq!(
+        store.log_state().1,
+        Some(log_id(2, 8)),
+        "torn last frame cut"
+    );
+    assert!(!dir
+        .names()
+        .contains(&"00000000000000000000.idx".to_string()));
+}
+
 #[test]
 fn corruption_in_a_sealed_segment_is_caught_on_read_or_scan() {
     let dir = MemDir::new();
