@@ -36,18 +36,22 @@ pub const DISK_FREE_MIN_BYTES: u64 = 256 << 20;
 pub struct DiskUsage {
     /// Total bytes.
     pub total: u64,
+    /// Free bytes, including any reserved for root.
+    pub free: u64,
     /// Bytes available to this process.
     pub available: u64,
 }
 
 impl DiskUsage {
-    /// Percent used, 0..=100.
+    /// Percent used as `df` reports it: used / (used + available), 0..=100 (space reserved
+    /// for root or outside a quota counts as neither, so a quota'd disk reads right).
     pub fn used_percent(&self) -> u8 {
-        if self.total == 0 {
+        let used = self.total.saturating_sub(self.free);
+        let usable = used.saturating_add(self.available);
+        if usable == 0 {
             return 100;
         }
-        let used = self.total.saturating_sub(self.available);
-        (u128::from(used) * 100 / u128::from(self.total)).min(100) as u8
+        (u128::from(used) * 100 / u128::from(usable)).min(100) as u8
     }
 
     /// True when writes must be refused.
@@ -70,6 +74,7 @@ impl DiskProbe for StatvfsProbe {
     fn usage(&self, path: &Path) -> std::io::Result<DiskUsage> {
         Ok(DiskUsage {
             total: fs2::total_space(path)?,
+            free: fs2::free_space(path)?,
             available: fs2::available_space(path)?,
         })
     }
@@ -285,6 +290,7 @@ mod tests {
     fn disk(used_percent: u64) -> Option<DiskUsage> {
         Some(DiskUsage {
             total: 100 << 30,
+            free: (100 - used_percent) << 30,
             available: (100 - used_percent) << 30,
         })
     }
@@ -341,17 +347,24 @@ mod tests {
         assert!(disk(90).unwrap().is_full());
         let tiny = DiskUsage {
             total: 1 << 30,
+            free: 100 << 20,
             available: 100 << 20,
         };
         assert!(tiny.is_full(), "less than the free minimum");
-        assert_eq!(
-            DiskUsage {
-                total: 0,
-                available: 0
-            }
-            .used_percent(),
-            100
-        );
+        let empty = DiskUsage {
+            total: 0,
+            free: 0,
+            available: 0,
+        };
+        assert_eq!(empty.used_percent(), 100);
+        // This machine's kind of disk: 252 GiB, 66 used, 26 available (the rest outside a
+        // quota): 71 % as df says, not 90 %.
+        let quota = DiskUsage {
+            total: 252 << 30,
+            free: 186 << 30,
+            available: 26 << 30,
+        };
+        assert_eq!(quota.used_percent(), 71);
     }
 
     #[test]

@@ -8,13 +8,12 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use common::{req, send_retry, stable_master, Group, RawClient, DEADLINE, POLL};
+use common::{req, send_retry, stable_master, FakeDisk, Group, RawClient, DEADLINE, POLL};
 use raftmq_broker::broker::Broker;
-use raftmq_broker::retention::{DiskProbe, DiskUsage};
 use raftmq_protocol::codes::{RequestCode, ResponseCode};
 use raftmq_protocol::headers::{
     PullMessageRequestHeader, PullMessageResponseHeader, SendMessageRequestHeaderV2,
@@ -24,29 +23,6 @@ use raftmq_protocol::message::MessageRecord;
 use raftmq_protocol::RemotingCommand;
 
 const TOPIC: &str = "RetentionTopic";
-
-/// A disk whose fullness the test sets.
-#[derive(Debug)]
-struct FakeDisk(Mutex<u64>);
-
-impl FakeDisk {
-    fn at(used_percent: u64) -> Arc<FakeDisk> {
-        Arc::new(FakeDisk(Mutex::new(used_percent)))
-    }
-    fn set(&self, used_percent: u64) {
-        *self.0.lock().unwrap() = used_percent;
-    }
-}
-
-impl DiskProbe for FakeDisk {
-    fn usage(&self, _: &Path) -> std::io::Result<DiskUsage> {
-        let used = *self.0.lock().unwrap();
-        Ok(DiskUsage {
-            total: 100 << 30,
-            available: (100 - used) << 30,
-        })
-    }
-}
 
 fn send_req(i: usize) -> RemotingCommand {
     let h = SendMessageRequestHeaderV2 {

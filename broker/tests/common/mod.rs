@@ -25,6 +25,31 @@ pub fn req(code: RequestCode, header: &impl CommandHeader) -> RemotingCommand {
     RemotingCommand::request(code.code(), header.to_ext())
 }
 
+/// A disk whose fullness a test sets (percent used); every harness node starts on one at
+/// 10 %, so the machine's real disk never decides a test.
+#[derive(Debug)]
+pub struct FakeDisk(std::sync::Mutex<u64>);
+
+impl FakeDisk {
+    pub fn at(used_percent: u64) -> Arc<FakeDisk> {
+        Arc::new(FakeDisk(std::sync::Mutex::new(used_percent)))
+    }
+    pub fn set(&self, used_percent: u64) {
+        *self.0.lock().unwrap() = used_percent;
+    }
+}
+
+impl raftmq_broker::retention::DiskProbe for FakeDisk {
+    fn usage(&self, _: &std::path::Path) -> std::io::Result<raftmq_broker::retention::DiskUsage> {
+        let used = *self.0.lock().unwrap();
+        Ok(raftmq_broker::retention::DiskUsage {
+            total: 100 << 30,
+            free: (100 - used) << 30,
+            available: (100 - used) << 30,
+        })
+    }
+}
+
 pub struct RawClient {
     pub stream: TcpStream,
     buf: BytesMut,
@@ -184,6 +209,7 @@ impl Group {
                 .await
                 .map_err(|e| e.to_string())?,
         );
+        broker.disk().set_probe(FakeDisk::at(10));
         let (node_stop, node_stop_rx) = watch::channel(false);
         let stop_rx = self.stop.subscribe();
         let either = move |a: watch::Receiver<bool>, b: watch::Receiver<bool>| async move {
