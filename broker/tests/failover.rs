@@ -14,11 +14,8 @@ use bytes::Bytes;
 use common::{master_addr, req, send_retry, stable_master, Group, RawClient, DEADLINE, POLL};
 use raftmq_protocol::codes::{RequestCode, ResponseCode};
 use raftmq_protocol::headers::{
-    OffsetResponseHeader, PullMessageRequestHeader, PullMessageResponseHeader,
-    QueryConsumerOffsetRequestHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader,
-    UpdateConsumerOffsetRequestHeader,
+    SendMessageRequestHeaderV2, SendMessageResponseHeader, UpdateConsumerOffsetRequestHeader,
 };
-use raftmq_protocol::message::MessageRecord;
 use raftmq_protocol::RemotingCommand;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -42,46 +39,15 @@ fn send_req(i: usize, body_len: usize) -> RemotingCommand {
 
 /// All (queue offset, body) of queue `q` on `addr`.
 async fn read_queue(addr: SocketAddr, q: i32) -> Vec<(i64, Bytes)> {
-    let mut c = RawClient::connect(addr).await;
-    let mut out = Vec::new();
-    let mut offset = 0;
-    loop {
-        let h = PullMessageRequestHeader {
-            consumer_group: GROUP.into(),
-            topic: TOPIC.into(),
-            queue_id: q,
-            queue_offset: offset,
-            max_msg_nums: 32,
-            sys_flag: 0,
-            suspend_timeout_millis: 1_000,
-            ..Default::default()
-        };
-        let resp = c.call(req(RequestCode::PullMessage, &h)).await;
-        if resp.code != ResponseCode::Success.code() {
-            return out;
-        }
-        let ph: PullMessageResponseHeader = resp.header().unwrap();
-        out.extend(
-            MessageRecord::decode_all(&resp.body)
-                .unwrap()
-                .into_iter()
-                .map(|r| (r.queue_offset, r.body)),
-        );
-        offset = ph.next_begin_offset;
-    }
+    let (records, _) = common::pull_from(addr, GROUP, TOPIC, q, 0).await;
+    records
+        .into_iter()
+        .map(|r| (r.queue_offset, r.body))
+        .collect()
 }
 
 async fn consumer_offset(addr: SocketAddr, q: i32) -> i64 {
-    let mut c = RawClient::connect(addr).await;
-    let h = QueryConsumerOffsetRequestHeader {
-        consumer_group: GROUP.into(),
-        topic: TOPIC.into(),
-        queue_id: q,
-        ..Default::default()
-    };
-    let resp = c.call(req(RequestCode::QueryConsumerOffset, &h)).await;
-    assert_eq!(resp.code, ResponseCode::Success.code(), "{:?}", resp.remark);
-    resp.header::<OffsetResponseHeader>().unwrap().offset
+    common::consumer_offset(addr, GROUP, TOPIC, q).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,9 +14,7 @@ use bytes::Bytes;
 use common::{req, send_retry, stable_master, Group, RawClient, DEADLINE, POLL};
 use raftmq_protocol::codes::{RequestCode, ResponseCode};
 use raftmq_protocol::headers::{
-    OffsetResponseHeader, PullMessageRequestHeader, PullMessageResponseHeader,
-    QueryConsumerOffsetRequestHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader,
-    UpdateConsumerOffsetRequestHeader,
+    SendMessageRequestHeaderV2, SendMessageResponseHeader, UpdateConsumerOffsetRequestHeader,
 };
 use raftmq_protocol::message::{encode_properties, MessageRecord};
 use raftmq_protocol::StrMap;
@@ -65,28 +63,7 @@ async fn send_n(
 
 /// Every message of queue `q` from `addr`, by pulling from offset 0.
 async fn pull_all(addr: SocketAddr, q: i32) -> Vec<MessageRecord> {
-    let mut c = RawClient::connect(addr).await;
-    let mut out = Vec::new();
-    let mut offset = 0;
-    loop {
-        let h = PullMessageRequestHeader {
-            consumer_group: GROUP.into(),
-            topic: TOPIC.into(),
-            queue_id: q,
-            queue_offset: offset,
-            max_msg_nums: 32,
-            sys_flag: 0,
-            suspend_timeout_millis: 1_000,
-            ..Default::default()
-        };
-        let resp = c.call(req(RequestCode::PullMessage, &h)).await;
-        if resp.code != ResponseCode::Success.code() {
-            return out;
-        }
-        let ph: PullMessageResponseHeader = resp.header().unwrap();
-        out.extend(MessageRecord::decode_all(&resp.body).unwrap());
-        offset = ph.next_begin_offset;
-    }
+    common::pull_from(addr, GROUP, TOPIC, q, 0).await.0
 }
 
 /// Waits until every node applied `acked` (each queue's max offset matches).
@@ -127,16 +104,7 @@ async fn check_all_readable(group: &Group, acked: &Acked) {
 }
 
 async fn consumer_offset(addr: SocketAddr, q: i32) -> i64 {
-    let mut c = RawClient::connect(addr).await;
-    let h = QueryConsumerOffsetRequestHeader {
-        consumer_group: GROUP.into(),
-        topic: TOPIC.into(),
-        queue_id: q,
-        ..Default::default()
-    };
-    let resp = c.call(req(RequestCode::QueryConsumerOffset, &h)).await;
-    assert_eq!(resp.code, ResponseCode::Success.code(), "{:?}", resp.remark);
-    resp.header::<OffsetResponseHeader>().unwrap().offset
+    common::consumer_offset(addr, GROUP, TOPIC, q).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,11 +15,7 @@ use bytes::Bytes;
 use common::{req, send_retry, stable_master, FakeDisk, Group, RawClient, DEADLINE, POLL};
 use raftmq_broker::broker::Broker;
 use raftmq_protocol::codes::{RequestCode, ResponseCode};
-use raftmq_protocol::headers::{
-    PullMessageRequestHeader, PullMessageResponseHeader, SendMessageRequestHeaderV2,
-    SendMessageResponseHeader,
-};
-use raftmq_protocol::message::MessageRecord;
+use raftmq_protocol::headers::{SendMessageRequestHeaderV2, SendMessageResponseHeader};
 use raftmq_protocol::RemotingCommand;
 
 const TOPIC: &str = "RetentionTopic";
@@ -62,37 +58,16 @@ fn segment_files(dir: &Path) -> usize {
 
 /// Pulls queue 0 from `from` to the end: (min offset, where it stopped, sequence numbers).
 async fn pull_from(addr: SocketAddr, from: i64) -> (i64, i64, Vec<u64>) {
-    let mut c = RawClient::connect(addr).await;
-    let mut offset = from;
-    let mut seqs = Vec::new();
-    loop {
-        let h = PullMessageRequestHeader {
-            consumer_group: "RetentionGroup".into(),
-            topic: TOPIC.into(),
-            queue_id: 0,
-            queue_offset: offset,
-            max_msg_nums: 32,
-            sys_flag: 0,
-            suspend_timeout_millis: 1_000,
-            ..Default::default()
-        };
-        let resp = c.call(req(RequestCode::PullMessage, &h)).await;
-        let ph: PullMessageResponseHeader = resp.header().unwrap();
-        if resp.code != ResponseCode::Success.code() {
-            return (ph.min_offset, ph.next_begin_offset, seqs);
-        }
-        for (k, r) in MessageRecord::decode_all(&resp.body)
-            .unwrap()
-            .into_iter()
-            .enumerate()
-        {
-            assert_eq!(r.queue_offset, offset + k as i64);
+    let (records, ph) = common::pull_from(addr, "RetentionGroup", TOPIC, 0, from).await;
+    let seqs = records
+        .iter()
+        .map(|r| {
             let mut n = [0u8; 8];
             n.copy_from_slice(&r.body[..8]);
-            seqs.push(u64::from_be_bytes(n));
-        }
-        offset = ph.next_begin_offset;
-    }
+            u64::from_be_bytes(n)
+        })
+        .collect();
+    (ph.min_offset, ph.next_begin_offset, seqs)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

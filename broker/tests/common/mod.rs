@@ -365,3 +365,63 @@ pub async fn send_retry(
         *c = RawClient::connect(*master).await;
     }
 }
+
+/// Pulls queue `q` of `topic` on `addr` from `from` until the broker has nothing more
+/// (any non-SUCCESS answer): the records read and the last response header.
+pub async fn pull_from(
+    addr: SocketAddr,
+    group: &str,
+    topic: &str,
+    q: i32,
+    from: i64,
+) -> (
+    Vec<raftmq_protocol::message::MessageRecord>,
+    raftmq_protocol::headers::PullMessageResponseHeader,
+) {
+    use raftmq_protocol::headers::{PullMessageRequestHeader, PullMessageResponseHeader};
+    let mut c = RawClient::connect(addr).await;
+    let mut out = Vec::new();
+    let mut offset = from;
+    loop {
+        let h = PullMessageRequestHeader {
+            consumer_group: group.into(),
+            topic: topic.into(),
+            queue_id: q,
+            queue_offset: offset,
+            max_msg_nums: 32,
+            sys_flag: 0,
+            suspend_timeout_millis: 1_000,
+            ..Default::default()
+        };
+        let resp = c.call(req(RequestCode::PullMessage, &h)).await;
+        let ph: PullMessageResponseHeader = resp.header().unwrap();
+        if resp.code != ResponseCode::Success.code() {
+            return (out, ph);
+        }
+        let records = raftmq_protocol::message::MessageRecord::decode_all(&resp.body).unwrap();
+        for (k, r) in records.iter().enumerate() {
+            assert_eq!(
+                r.queue_offset,
+                offset + k as i64,
+                "queue offsets are contiguous"
+            );
+        }
+        out.extend(records);
+        offset = ph.next_begin_offset;
+    }
+}
+
+/// The committed offset of (group, topic, q) as `addr` answers QUERY_CONSUMER_OFFSET.
+pub async fn consumer_offset(addr: SocketAddr, group: &str, topic: &str, q: i32) -> i64 {
+    use raftmq_protocol::headers::{OffsetResponseHeader, QueryConsumerOffsetRequestHeader};
+    let mut c = RawClient::connect(addr).await;
+    let h = QueryConsumerOffsetRequestHeader {
+        consumer_group: group.into(),
+        topic: topic.into(),
+        queue_id: q,
+        ..Default::default()
+    };
+    let resp = c.call(req(RequestCode::QueryConsumerOffset, &h)).await;
+    assert_eq!(resp.code, ResponseCode::Success.code(), "{:?}", resp.remark);
+    resp.header::<OffsetResponseHeader>().unwrap().offset
+}
