@@ -17,12 +17,16 @@ use std::sync::Arc;
 use raftmq_raft::log_store::LogSyncer;
 use raftmq_raft::types::LogId;
 
+use super::command::AppendResult;
 use super::consume_queue::{ConsumeQueue, QueueTable};
 use super::journal::{self, Block, KeyRec};
 use super::key_index::{DedupWindow, IndexEntry, KeyIndex, DEDUP_WINDOW_MAX};
 use super::snapshot::SnapshotV1;
 use super::topics::TopicTable;
 use super::BrokerStateMachine;
+
+/// Rough journal bytes of one idempotency-window entry (topic + 32-char UNIQ_KEY + result).
+const DEDUP_REC_BYTES_TYPICAL: u64 = 64;
 
 /// What one checkpoint writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +66,8 @@ pub struct CheckpointTracker {
     persisted: HashMap<(String, i32), i64>,
     /// Key entries applied since the last job, per topic.
     pending_keys: BTreeMap<String, Vec<KeyRec>>,
+    /// Idempotency-window inserts since the last job, in apply order.
+    pending_dedup: Vec<(String, String, AppendResult)>,
     /// Last applied log id of the last job.
     checkpointed: Option<LogId>,
     /// The next job must rewrite (install, topic deletion).
@@ -84,11 +90,18 @@ impl CheckpointTracker {
         }
     }
 
+    /// Remembers an idempotency-window insert for the next job.
+    pub fn dedup_added(&mut self, topic: &str, uniq_key: &str, result: AppendResult) {
+        self.pending_dedup
+            .push((topic.to_owned(), uniq_key.to_owned(), result));
+    }
+
     /// The state was replaced or lost a topic: the next job rewrites everything.
     pub fn reset(&mut self) {
         self.rewrite = true;
         self.persisted.clear();
         self.pending_keys.clear();
+        self.pending_dedup.clear();
     }
 }
 
@@ -120,7 +133,8 @@ impl BrokerStateMachine {
         if !rewrite && !force && self.ckpt.checkpointed == self.last_applied {
             return None;
         }
-        let meta = match self.snapshot_bytes() {
+        // The idempotency window is journaled (below), not rewritten in every meta.
+        let meta = match self.snapshot_bytes_with(false) {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!(error = %e.0, "checkpoint metadata does not encode");
@@ -169,6 +183,35 @@ impl BrokerStateMachine {
             }
         }
         self.ckpt.pending_keys.clear();
+        if rewrite {
+            let entries = self.dedup.entries();
+            journal::put_dedup(
+                &mut out,
+                entries.iter().map(|e| {
+                    (
+                        e.topic.as_str(),
+                        e.uniq_key.as_str(),
+                        e.result.queue_id,
+                        e.result.queue_offset,
+                        e.result.physical_offset,
+                    )
+                }),
+            );
+        } else {
+            journal::put_dedup(
+                &mut out,
+                self.ckpt.pending_dedup.iter().map(|(t, u, r)| {
+                    (
+                        t.as_str(),
+                        u.as_str(),
+                        r.queue_id,
+                        r.queue_offset,
+                        r.physical_offset,
+                    )
+                }),
+            );
+        }
+        self.ckpt.pending_dedup.clear();
         self.ckpt.rewrite = false;
         self.ckpt.checkpointed = self.last_applied;
         Some(CheckpointJob {
@@ -177,7 +220,8 @@ impl BrokerStateMachine {
             journal: out,
             rewrite,
             live_bytes: live_units * journal::UNIT_BYTES as u64
-                + self.keys.len() as u64 * journal::KEY_BYTES as u64,
+                + self.keys.len() as u64 * journal::KEY_BYTES as u64
+                + self.dedup.len() as u64 * DEDUP_REC_BYTES_TYPICAL,
         })
     }
 
@@ -203,20 +247,25 @@ impl BrokerStateMachine {
         // Size every collection once: growing them by doubling costs more than filling them.
         let mut unit_counts: HashMap<(String, i32), usize> = HashMap::new();
         let mut key_counts: HashMap<String, usize> = HashMap::new();
+        let mut dedup_total = 0usize;
         for (kind, topic, queue_id, n) in journal::counts(journal_bytes) {
-            if kind == journal::BLOCK_UNITS {
-                *unit_counts.entry((topic, queue_id)).or_default() += n;
-            } else {
-                *key_counts.entry(topic).or_default() += n;
+            match kind {
+                journal::BLOCK_UNITS => *unit_counts.entry((topic, queue_id)).or_default() += n,
+                journal::BLOCK_KEYS => *key_counts.entry(topic).or_default() += n,
+                _ => dedup_total += n,
             }
         }
+        // The window is FIFO and every journaled insert was of a key not in it, so replaying
+        // any suffix of at least a window's length rebuilds it exactly: skip older blocks.
+        let mut dedup = DedupWindow::from_entries(DEDUP_WINDOW_MAX, s.dedup.clone());
+        let skip = dedup_total.saturating_sub(dedup.capacity());
         for ((topic, queue_id), n) in &unit_counts {
             queues.get_or_create(topic, *queue_id).reserve(*n);
         }
         for (topic, n) in &key_counts {
             keys.reserve(topic, *n);
         }
-        journal::parse(journal_bytes, |block| {
+        journal::parse_skipping_dedup(journal_bytes, skip, |block| {
             match block {
                 Block::Units {
                     topic,
@@ -238,6 +287,17 @@ impl BrokerStateMachine {
                     }
                     for (u, t) in units {
                         q.append(u, t);
+                    }
+                }
+                Block::Dedup(recs) => {
+                    for r in recs {
+                        let result = AppendResult {
+                            queue_id: r.queue_id,
+                            queue_offset: r.queue_offset,
+                            physical_offset: r.physical_offset,
+                            duplicate: false,
+                        };
+                        dedup.insert(&r.topic, &r.uniq_key, result);
                     }
                 }
                 Block::Keys { topic, keys: recs } => {
@@ -291,7 +351,7 @@ impl BrokerStateMachine {
         sm.queues = restored;
         sm.offsets = s.offsets;
         sm.keys = keys;
-        sm.dedup = DedupWindow::from_entries(DEDUP_WINDOW_MAX, s.dedup);
+        sm.dedup = dedup;
         sm.last_store_time = s.last_store_time;
         sm.purged_upto = s.purged_upto;
         sm.ckpt.persisted = persisted;

@@ -10,7 +10,10 @@
 //! - units: `u16 topic length | topic | i32 queue id | i64 first offset | u32 n |
 //!   n × (20-byte unit | i64 store time)`;
 //! - keys: `u16 topic length | topic | u32 n | n × (u64 key hash | i64 physical offset |
-//!   i64 store time)`.
+//!   i64 store time)`;
+//! - dedup: `u32 n | n × (u16 topic length | topic | u16 UNIQ_KEY length | UNIQ_KEY |
+//!   i32 queue id | i64 queue offset | i64 physical offset)`: idempotency-window inserts in
+//!   apply order (the window is FIFO, so replaying them rebuilds it exactly).
 //!
 //! Pure: bytes in, bytes out. Only the prefix the checkpoint's metadata vouches for is ever
 //! parsed, so a torn tail from a crash mid-checkpoint is never read; a bad block inside it is
@@ -22,6 +25,8 @@ use super::consume_queue::CqUnit;
 pub const BLOCK_UNITS: u8 = 1;
 /// Block kind: key-index entries.
 pub const BLOCK_KEYS: u8 = 2;
+/// Block kind: idempotency-window inserts.
+pub const BLOCK_DEDUP: u8 = 3;
 /// Bytes of a block header.
 pub const BLOCK_HEADER_BYTES: usize = 9;
 /// Bytes per unit in a units block.
@@ -40,6 +45,21 @@ pub struct KeyRec {
     pub physical_offset: i64,
     /// Its store time.
     pub store_time: i64,
+}
+
+/// An idempotency-window insert as journaled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DedupRec {
+    /// Topic.
+    pub topic: String,
+    /// UNIQ_KEY.
+    pub uniq_key: String,
+    /// Queue id of the first copy.
+    pub queue_id: i32,
+    /// Its queue offset.
+    pub queue_offset: i64,
+    /// Its physical offset.
+    pub physical_offset: i64,
 }
 
 /// One parsed block.
@@ -63,6 +83,9 @@ pub enum Block {
         /// Entries in index order.
         keys: Vec<KeyRec>,
     },
+    /// Idempotency-window inserts, oldest first. `skip` leading ones were not decoded
+    /// (see [`parse_skipping_dedup`]).
+    Dedup(Vec<DedupRec>),
 }
 
 fn put_topic(out: &mut Vec<u8>, topic: &str) {
@@ -126,6 +149,35 @@ pub fn put_keys(out: &mut Vec<u8>, topic: &str, keys: &[KeyRec]) {
             out.extend_from_slice(&k.store_time.to_be_bytes());
         }
         finish_block(out, start);
+    }
+}
+
+/// Appends dedup blocks (insert order kept).
+pub fn put_dedup<'a>(
+    out: &mut Vec<u8>,
+    recs: impl ExactSizeIterator<Item = (&'a str, &'a str, i32, i64, i64)>,
+) {
+    let total = recs.len();
+    let mut recs = recs.peekable();
+    let mut written = 0usize;
+    while written < total {
+        let n = (total - written).min(BLOCK_ITEMS_MAX);
+        let start = out.len();
+        out.push(BLOCK_DEDUP);
+        out.extend_from_slice(&[0; 8]);
+        out.extend_from_slice(&(n as u32).to_be_bytes());
+        for _ in 0..n {
+            let Some((topic, uniq, queue_id, queue_offset, physical_offset)) = recs.next() else {
+                break;
+            };
+            put_topic(out, topic);
+            put_topic(out, uniq);
+            out.extend_from_slice(&queue_id.to_be_bytes());
+            out.extend_from_slice(&queue_offset.to_be_bytes());
+            out.extend_from_slice(&physical_offset.to_be_bytes());
+        }
+        finish_block(out, start);
+        written += n;
     }
 }
 
@@ -208,6 +260,20 @@ fn parse_body(kind: u8, body: &[u8]) -> Option<Block> {
             }
             Block::Keys { topic, keys }
         }
+        BLOCK_DEDUP => {
+            let n = r.u32()? as usize;
+            let mut recs = Vec::with_capacity(n.min(BLOCK_ITEMS_MAX));
+            for _ in 0..n {
+                recs.push(DedupRec {
+                    topic: r.topic()?,
+                    uniq_key: r.topic()?,
+                    queue_id: r.i32()?,
+                    queue_offset: r.i64()?,
+                    physical_offset: r.i64()?,
+                });
+            }
+            Block::Dedup(recs)
+        }
         _ => return None,
     };
     r.done().then_some(block)
@@ -236,6 +302,7 @@ pub fn counts(bytes: &[u8]) -> Vec<(u8, String, i32, usize)> {
                 Some((kind, topic, queue_id, r.u32()? as usize))
             })(),
             BLOCK_KEYS => (|| Some((kind, r.topic()?, 0, r.u32()? as usize)))(),
+            BLOCK_DEDUP => (|| Some((kind, String::new(), 0, r.u32()? as usize)))(),
             _ => None,
         };
         match item {
@@ -249,10 +316,18 @@ pub fn counts(bytes: &[u8]) -> Vec<(u8, String, i32, usize)> {
 
 /// Parses every block of `bytes` (exactly; a partial block is an error) and hands each to
 /// `visit` in order. Errors name the byte offset of the bad block.
-pub fn parse(
+pub fn parse(bytes: &[u8], visit: impl FnMut(Block) -> Result<(), String>) -> Result<(), String> {
+    parse_skipping_dedup(bytes, 0, visit)
+}
+
+/// [`parse`], but whole dedup blocks among the first `skip_dedup` dedup entries are only
+/// checksummed, not decoded (a restore needs just the newest window's worth).
+pub fn parse_skipping_dedup(
     bytes: &[u8],
+    skip_dedup: usize,
     mut visit: impl FnMut(Block) -> Result<(), String>,
 ) -> Result<(), String> {
+    let mut dedup_seen = 0usize;
     let mut at = 0usize;
     while at < bytes.len() {
         let header = bytes
@@ -272,6 +347,17 @@ pub fn parse(
             .ok_or_else(|| format!("journal block at byte {at} runs past the end ({len} bytes)"))?;
         if crc32fast::hash(body) != crc {
             return Err(format!("journal block at byte {at}: checksum mismatch"));
+        }
+        if kind == BLOCK_DEDUP {
+            let n = body
+                .get(..4)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map_or(0, u32::from_be_bytes) as usize;
+            dedup_seen += n;
+            if dedup_seen <= skip_dedup {
+                at = body_start + len;
+                continue;
+            }
         }
         let block = parse_body(kind, body)
             .ok_or_else(|| format!("journal block at byte {at}: malformed (kind {kind})"))?;

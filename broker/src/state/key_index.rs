@@ -271,14 +271,15 @@ impl DedupWindow {
             .copied()
     }
 
-    /// Remembers a first result, evicting the oldest key when full.
-    pub fn insert(&mut self, topic: &str, uniq_key: &str, result: AppendResult) {
+    /// Remembers a first result, evicting the oldest key when full; false if the key was
+    /// already held (its first result is kept updated, its place in the order is not).
+    pub fn insert(&mut self, topic: &str, uniq_key: &str, result: AppendResult) -> bool {
         if self.capacity == 0 {
-            return;
+            return false;
         }
         let key = (topic.to_owned(), uniq_key.to_owned());
         if self.map.insert(key.clone(), result).is_some() {
-            return;
+            return false;
         }
         self.order.push_back(key);
         while self.order.len() > self.capacity {
@@ -286,6 +287,12 @@ impl DedupWindow {
                 self.map.remove(&old);
             }
         }
+        true
+    }
+
+    /// The window's capacity.
+    pub fn capacity(&self) -> usize {
+        self.capacity
     }
 
     /// Number of keys held.

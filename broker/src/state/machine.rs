@@ -285,7 +285,9 @@ impl BrokerStateMachine {
             };
             if append.dedup {
                 if let Some(u) = &p.uniq_key {
-                    self.dedup.insert(&p.topic, u, result);
+                    if self.dedup.insert(&p.topic, u, result) && self.ckpt.enabled() {
+                        self.ckpt.dedup_added(&p.topic, u, result);
+                    }
                 }
             }
             results.push(result);
@@ -444,6 +446,12 @@ impl BrokerStateMachine {
 
     /// The snapshot bytes (see [`super::snapshot`]).
     pub fn snapshot_bytes(&self) -> Result<Vec<u8>, SmError> {
+        self.snapshot_bytes_with(true)
+    }
+
+    /// The snapshot bytes, with or without the idempotency window (checkpoints journal the
+    /// window instead of rewriting it every second).
+    pub(super) fn snapshot_bytes_with(&self, dedup: bool) -> Result<Vec<u8>, SmError> {
         SnapshotV1 {
             last_applied: self.last_applied,
             membership: self.membership.clone(),
@@ -460,7 +468,11 @@ impl BrokerStateMachine {
                     next_offset: q.max_offset(),
                 })
                 .collect(),
-            dedup: self.dedup.entries(),
+            dedup: if dedup {
+                self.dedup.entries()
+            } else {
+                Vec::new()
+            },
             last_store_time: self.last_store_time,
             purged_upto: self.purged_upto,
         }

@@ -72,6 +72,8 @@ fn restore(sink: &MemSink) -> BrokerStateMachine {
 #[derive(Debug, Clone)]
 enum Step {
     Command(Command),
+    /// A dedup append of records with these UNIQ_KEYs (a small set, so repeats happen).
+    Unique(Vec<(u8, u8)>),
     /// Purge below this fraction (per mille) of the log written so far.
     Purge(u16),
     Checkpoint,
@@ -81,6 +83,7 @@ enum Step {
 fn arb_step() -> impl Strategy<Value = Step> {
     prop_oneof![
         6 => arb_command().prop_map(Step::Command),
+        3 => proptest::collection::vec((0u8..3, 0u8..40), 1..4).prop_map(Step::Unique),
         1 => (0u16..1000).prop_map(Step::Purge),
         3 => Just(Step::Checkpoint),
         1 => Just(Step::FailingCheckpoint),
@@ -101,6 +104,13 @@ proptest! {
             match step {
                 Step::Command(c) => {
                     log.apply(&mut sm, &c);
+                }
+                Step::Unique(recs) => {
+                    let records = recs
+                        .iter()
+                        .map(|(q, u)| record("A", i32::from(*q), None, None, Some(&format!("U{u}"))))
+                        .collect();
+                    log.apply(&mut sm, &append(true, 7, records));
                 }
                 Step::Purge(f) => {
                     let upto = (log.buf.len() as u64 * u64::from(f) / 1000) as i64;
@@ -188,4 +198,48 @@ fn restore_rejects_inconsistent_journals() {
     assert!(e.contains("metadata says [0, 2)"), "{e}");
     // Garbage metadata.
     assert!(BrokerStateMachine::restore(b"nope", &journal).is_err());
+}
+
+#[test]
+fn the_idempotency_window_is_journaled_and_rebuilt_from_its_newest_entries() {
+    let sink = Arc::new(MemSink::default());
+    let mut sm = BrokerStateMachine::new();
+    sm.enable_checkpoints(sink.clone());
+    sm.checkpoint(true).unwrap();
+    let cap = sm.dedup.capacity();
+    // More inserts than the window holds, over several checkpoints, as apply makes them.
+    let total = cap + cap / 3;
+    for i in 0..total {
+        let r = AppendResult {
+            queue_id: (i % 4) as i32,
+            queue_offset: i as i64,
+            physical_offset: 10 * i as i64,
+            duplicate: false,
+        };
+        let (t, u) = (if i.is_multiple_of(2) { "A" } else { "B" }, format!("K{i}"));
+        assert!(sm.dedup.insert(t, &u, r));
+        sm.ckpt.dedup_added(t, &u, r);
+        if i.is_multiple_of(40_000) {
+            sm.checkpoint(true).unwrap();
+        }
+    }
+    sm.checkpoint(true).unwrap();
+    let (meta, journal) = sink.disk.lock().unwrap().clone();
+    assert!(
+        meta.len() < 10_000,
+        "the window is not in the meta: {} bytes",
+        meta.len()
+    );
+    let restored = BrokerStateMachine::restore(&meta, &journal).unwrap();
+    assert_eq!(restored.dedup.len(), cap);
+    assert_eq!(restored.dedup.entries(), sm.dedup.entries());
+    assert!(restored.dedup.get("A", "K0").is_none(), "evicted long ago");
+    let last = total - 1;
+    assert!(restored
+        .dedup
+        .get(
+            if last.is_multiple_of(2) { "A" } else { "B" },
+            &format!("K{last}")
+        )
+        .is_some());
 }
