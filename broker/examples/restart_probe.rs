@@ -1,7 +1,8 @@
 //! Measures how long a broker node takes to serve again after a restart: spawns
 //! `mqbroker -c <conf>` and polls its client port with GET_MAX_OFFSET until the queue's
 //! max offset equals the expected value (the node has its state back), then prints the
-//! elapsed time since the spawn. The process is left running.
+//! elapsed time since the spawn. The process is left running; its log is appended to
+//! `$RESTART_PROBE_LOG` if set.
 //!
 //! `cargo run --release -p raftmq-broker --example restart_probe -- <mqbroker binary>
 //!  <broker.conf> <client addr> <topic> <queue id> <expected max offset>`
@@ -57,7 +58,16 @@ async fn main() {
     let child = std::process::Command::new(&a[1])
         .args(["-c", &a[2]])
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(match std::env::var_os("RESTART_PROBE_LOG") {
+            // Append the node's log to this file (to see where a slow restart went).
+            Some(path) => std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map(std::process::Stdio::from)
+                .unwrap_or_else(|_| std::process::Stdio::null()),
+            None => std::process::Stdio::null(),
+        })
         .spawn()
         .expect("spawn mqbroker");
     let mut first_answer = None;
