@@ -2,14 +2,18 @@
 //! [`crate::state::checkpoint`]).
 //!
 //! Directory `<storePathRootDir>/checkpoint/`:
-//! - `journal.<generation>`: append-only journal blocks ([`crate::state::journal`]);
-//! - `checkpoint.meta`: `b"RMQCKPT1" | u64 generation | u64 journal length | u32 n |
-//!   n bytes of metadata snapshot | u32 crc32 of everything before`, replaced atomically
-//!   (write `checkpoint.meta.tmp`, fsync, rename, fsync the directory).
+//! - `journal.<generation>`: append-only journal blocks ([`crate::state::journal`]) of
+//!   consume-queue units and key-index entries;
+//! - `dedup.<generation>`: append-only journal blocks of idempotency-window inserts (kept
+//!   apart: most of them are soon evicted, and this file is compacted on its own, cheaply);
+//! - `checkpoint.meta`: `b"RMQCKPT2" | u64 journal generation | u64 journal length |
+//!   u64 dedup generation | u64 dedup length | u32 n | n bytes of metadata snapshot |
+//!   u32 crc32 of everything before`, replaced atomically (write `checkpoint.meta.tmp`,
+//!   fsync, rename, fsync the directory).
 //!
 //! A job is durable in this order: the raft log is synced (so the checkpoint never gets
 //! ahead of the local log, even under ASYNC_FLUSH), the journal bytes are written and
-//! synced, then the meta is replaced. Bytes past the meta's journal length (a crash between
+//! synced, then the meta is replaced. Bytes past the lengths in the meta (a crash between
 //! the two) are cut at the next open. A failed write leaves the previous checkpoint intact
 //! and asks the state machine for a full rewrite next time.
 
@@ -25,30 +29,48 @@ use raftmq_raft::log_store::LogSyncer;
 
 use crate::state::{BrokerStateMachine, CheckpointJob, CheckpointSink};
 
-const MAGIC: &[u8; 8] = b"RMQCKPT1";
+const MAGIC: &[u8; 8] = b"RMQCKPT2";
 const META: &str = "checkpoint.meta";
 const META_TMP: &str = "checkpoint.meta.tmp";
 /// A journal is compacted (rewritten) once it exceeds this and 1.5 times its live content
 /// (purged units, evicted idempotency-window entries): a restart reads at most that much.
 const COMPACT_MIN_BYTES: u64 = 64 << 20;
 
-fn journal_name(generation: u64) -> String {
-    format!("journal.{generation:020}")
+const JOURNAL: &str = "journal";
+const DEDUP: &str = "dedup";
+
+fn stream_name(prefix: &str, generation: u64) -> String {
+    format!("{prefix}.{generation:020}")
+}
+
+/// One journal file as the meta records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct StreamPos {
+    generation: u64,
+    len: u64,
 }
 
 /// The decoded meta file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Meta {
-    generation: u64,
-    journal_len: u64,
+    journal: StreamPos,
+    dedup: StreamPos,
     snapshot: Vec<u8>,
 }
 
+const META_HEADER_BYTES: usize = 8 + 4 * 8 + 4;
+
 fn encode_meta(m: &Meta) -> Vec<u8> {
-    let mut out = Vec::with_capacity(m.snapshot.len() + 32);
+    let mut out = Vec::with_capacity(m.snapshot.len() + META_HEADER_BYTES + 4);
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&m.generation.to_be_bytes());
-    out.extend_from_slice(&m.journal_len.to_be_bytes());
+    for v in [
+        m.journal.generation,
+        m.journal.len,
+        m.dedup.generation,
+        m.dedup.len,
+    ] {
+        out.extend_from_slice(&v.to_be_bytes());
+    }
     out.extend_from_slice(&(m.snapshot.len() as u32).to_be_bytes());
     out.extend_from_slice(&m.snapshot);
     let crc = crc32fast::hash(&out);
@@ -57,7 +79,7 @@ fn encode_meta(m: &Meta) -> Vec<u8> {
 }
 
 fn decode_meta(b: &[u8]) -> Result<Meta, String> {
-    if b.len() < 32 || &b[..8] != MAGIC {
+    if b.len() < META_HEADER_BYTES + 4 || &b[..8] != MAGIC {
         return Err("not a RaftMQ checkpoint (bad magic or too short)".into());
     }
     let (body, crc) = b.split_at(b.len() - 4);
@@ -66,20 +88,27 @@ fn decode_meta(b: &[u8]) -> Result<Meta, String> {
     if crc32fast::hash(body) != u32::from_be_bytes(c) {
         return Err("checksum mismatch".into());
     }
-    let mut g = [0u8; 8];
-    g.copy_from_slice(&body[8..16]);
-    let mut l = [0u8; 8];
-    l.copy_from_slice(&body[16..24]);
+    let u64_at = |at: usize| {
+        let mut v = [0u8; 8];
+        v.copy_from_slice(&body[at..at + 8]);
+        u64::from_be_bytes(v)
+    };
     let mut n = [0u8; 4];
-    n.copy_from_slice(&body[24..28]);
+    n.copy_from_slice(&body[40..44]);
     let n = u32::from_be_bytes(n) as usize;
-    if body.len() != 28 + n {
+    if body.len() != META_HEADER_BYTES + n {
         return Err(format!("metadata length {n} does not match the file"));
     }
     Ok(Meta {
-        generation: u64::from_be_bytes(g),
-        journal_len: u64::from_be_bytes(l),
-        snapshot: body[28..].to_vec(),
+        journal: StreamPos {
+            generation: u64_at(8),
+            len: u64_at(16),
+        },
+        dedup: StreamPos {
+            generation: u64_at(24),
+            len: u64_at(32),
+        },
+        snapshot: body[META_HEADER_BYTES..].to_vec(),
     })
 }
 
@@ -94,8 +123,41 @@ pub struct Loaded {
     pub state: BrokerStateMachine,
     /// True if a checkpoint was found.
     pub found: bool,
-    generation: u64,
-    journal_len: u64,
+    journal: StreamPos,
+    dedup: StreamPos,
+}
+
+/// Reads the prefix of `prefix.<generation>` the meta vouches for and cuts what follows.
+fn read_stream(dir: &Path, prefix: &str, pos: StreamPos) -> Result<Vec<u8>, String> {
+    let path = dir.join(stream_name(prefix, pos.generation));
+    let file = match OpenOptions::new().read(true).write(true).open(&path) {
+        Ok(f) => f,
+        // A stream that was never written (nothing of its kind yet) is empty.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && pos.len == 0 => return Ok(Vec::new()),
+        Err(e) => return Err(format!("cannot open {}: {e}", path.display())),
+    };
+    let len = file
+        .metadata()
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .len();
+    if len < pos.len {
+        return Err(format!(
+            "{} has {len} bytes, the checkpoint needs {}",
+            path.display(),
+            pos.len
+        ));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(pos.len).unwrap_or(0));
+    (&file)
+        .take(pos.len)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if len > pos.len {
+        file.set_len(pos.len)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| format!("cannot cut {}: {e}", path.display()))?;
+    }
+    Ok(bytes)
 }
 
 /// Reads the checkpoint in `dir` (creating the directory), cuts any journal bytes it does
@@ -107,64 +169,105 @@ pub fn load(dir: &Path) -> Result<Loaded, String> {
     let bytes = match fs::read(&meta_path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            remove_journals_except(dir, None);
+            remove_streams_except(dir, JOURNAL, None);
+            remove_streams_except(dir, DEDUP, None);
             return Ok(Loaded {
                 state: BrokerStateMachine::new(),
                 found: false,
-                generation: 0,
-                journal_len: 0,
+                journal: StreamPos::default(),
+                dedup: StreamPos::default(),
             });
         }
         Err(e) => return Err(format!("cannot read {}: {e}", meta_path.display())),
     };
     let meta = decode_meta(&bytes).map_err(|e| format!("{}: {e}", meta_path.display()))?;
-    let jpath = dir.join(journal_name(meta.generation));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&jpath)
-        .map_err(|e| format!("cannot open {}: {e}", jpath.display()))?;
-    let len = file
-        .metadata()
-        .map_err(|e| format!("{}: {e}", jpath.display()))?
-        .len();
-    if len < meta.journal_len {
-        return Err(format!(
-            "{} has {len} bytes, the checkpoint needs {}",
-            jpath.display(),
-            meta.journal_len
-        ));
-    }
-    let mut journal = Vec::with_capacity(usize::try_from(meta.journal_len).unwrap_or(0));
-    (&file)
-        .take(meta.journal_len)
-        .read_to_end(&mut journal)
-        .map_err(|e| format!("cannot read {}: {e}", jpath.display()))?;
-    if len > meta.journal_len {
-        file.set_len(meta.journal_len)
-            .and_then(|()| file.sync_all())
-            .map_err(|e| format!("cannot cut {}: {e}", jpath.display()))?;
-    }
-    let state = BrokerStateMachine::restore(&meta.snapshot, &journal)
-        .map_err(|e| format!("{}: {e}", jpath.display()))?;
-    remove_journals_except(dir, Some(meta.generation));
+    let journal = read_stream(dir, JOURNAL, meta.journal)?;
+    let dedup = read_stream(dir, DEDUP, meta.dedup)?;
+    let state = BrokerStateMachine::restore(&meta.snapshot, &journal, &dedup).map_err(|e| {
+        format!(
+            "checkpoint in {} ({}, {}): {e}",
+            dir.display(),
+            stream_name(JOURNAL, meta.journal.generation),
+            stream_name(DEDUP, meta.dedup.generation)
+        )
+    })?;
+    remove_streams_except(dir, JOURNAL, Some(meta.journal.generation));
+    remove_streams_except(dir, DEDUP, Some(meta.dedup.generation));
     Ok(Loaded {
         state,
         found: true,
-        generation: meta.generation,
-        journal_len: meta.journal_len,
+        journal: meta.journal,
+        dedup: meta.dedup,
     })
 }
 
-fn remove_journals_except(dir: &Path, keep: Option<u64>) {
-    let keep = keep.map(journal_name);
+fn remove_streams_except(dir: &Path, prefix: &str, keep: Option<u64>) {
+    let keep = keep.map(|g| stream_name(prefix, g));
+    let start = format!("{prefix}.");
     if let Ok(entries) = fs::read_dir(dir) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with("journal.") && Some(&name) != keep.as_ref() {
+            if name.starts_with(&start) && Some(&name) != keep.as_ref() {
                 let _ = fs::remove_file(e.path());
             }
         }
+    }
+}
+
+/// One append-only journal file of the writer.
+#[derive(Debug)]
+struct Stream {
+    prefix: &'static str,
+    pos: StreamPos,
+    file: Option<File>,
+}
+
+impl Stream {
+    /// Writes `bytes` durably: appended, or as generation + 1 if `rewrite`. Returns the
+    /// position the meta must record (the generation is adopted by [`Stream::adopt`]).
+    fn write(&mut self, dir: &Path, bytes: &[u8], rewrite: bool) -> Result<StreamPos, String> {
+        let io = |what: &str, e: std::io::Error| format!("checkpoint {what} {}: {e}", self.prefix);
+        if rewrite {
+            let generation = self.pos.generation + 1;
+            let mut f = File::create(dir.join(stream_name(self.prefix, generation)))
+                .map_err(|e| io("create", e))?;
+            f.write_all(bytes)
+                .and_then(|()| f.sync_data())
+                .map_err(|e| io("write", e))?;
+            sync_dir(dir).map_err(|e| io("sync directory for", e))?;
+            self.file = Some(f);
+            return Ok(StreamPos {
+                generation,
+                len: bytes.len() as u64,
+            });
+        }
+        if !bytes.is_empty() {
+            if self.file.is_none() {
+                let f = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join(stream_name(self.prefix, self.pos.generation)))
+                    .map_err(|e| io("open", e))?;
+                self.file = Some(f);
+            }
+            if let Some(f) = self.file.as_mut() {
+                f.write_all(bytes)
+                    .and_then(|()| f.sync_data())
+                    .map_err(|e| io("append to", e))?;
+            }
+        }
+        Ok(StreamPos {
+            generation: self.pos.generation,
+            len: self.pos.len + bytes.len() as u64,
+        })
+    }
+
+    /// The meta now records `pos`: older generations can go.
+    fn adopt(&mut self, dir: &Path, pos: StreamPos) {
+        if pos.generation != self.pos.generation {
+            remove_streams_except(dir, self.prefix, Some(pos.generation));
+        }
+        self.pos = pos;
     }
 }
 
@@ -190,9 +293,8 @@ pub struct CheckpointWriter {
 
 struct WriterState {
     dir: PathBuf,
-    generation: u64,
-    journal_len: u64,
-    journal: Option<File>,
+    journal: Stream,
+    dedup: Stream,
     flags: Arc<Flags>,
     syncer: Arc<OnceLock<LogSyncer>>,
 }
@@ -204,9 +306,16 @@ impl CheckpointWriter {
         let syncer = Arc::new(OnceLock::new());
         let mut state = WriterState {
             dir: dir.to_owned(),
-            generation: loaded.generation,
-            journal_len: loaded.journal_len,
-            journal: None,
+            journal: Stream {
+                prefix: JOURNAL,
+                pos: loaded.journal,
+                file: None,
+            },
+            dedup: Stream {
+                prefix: DEDUP,
+                pos: loaded.dedup,
+                file: None,
+            },
             flags: flags.clone(),
             syncer: syncer.clone(),
         };
@@ -218,7 +327,8 @@ impl CheckpointWriter {
                     let result = state.write(&job);
                     if let Err(e) = &result {
                         state.flags.rewrite.store(true, Ordering::Release);
-                        state.journal = None;
+                        state.journal.file = None;
+                        state.dedup.file = None;
                         tracing::warn!(error = %e, "checkpoint failed; the next one rewrites");
                     }
                     if let Some(r) = reply {
@@ -293,39 +403,13 @@ impl WriterState {
             .sync_and_index_tail()
             .map_err(|e| format!("raft log sync: {e}"))?;
         let io = |what: &str, e: std::io::Error| format!("checkpoint {what}: {e}");
-        let generation = if job.rewrite {
-            let generation = self.generation + 1;
-            let path = self.dir.join(journal_name(generation));
-            let mut f = File::create(&path).map_err(|e| io("create journal", e))?;
-            f.write_all(&job.journal)
-                .and_then(|()| f.sync_data())
-                .map_err(|e| io("write journal", e))?;
-            sync_dir(&self.dir).map_err(|e| io("sync directory", e))?;
-            self.journal = Some(f);
-            self.journal_len = job.journal.len() as u64;
-            generation
-        } else {
-            if self.journal.is_none() {
-                let path = self.dir.join(journal_name(self.generation));
-                let f = OpenOptions::new()
-                    .append(true)
-                    .open(&path)
-                    .map_err(|e| io("open journal", e))?;
-                self.journal = Some(f);
-            }
-            if let Some(f) = self.journal.as_mut() {
-                if !job.journal.is_empty() {
-                    f.write_all(&job.journal)
-                        .and_then(|()| f.sync_data())
-                        .map_err(|e| io("append journal", e))?;
-                }
-            }
-            self.journal_len += job.journal.len() as u64;
-            self.generation
-        };
+        let journal = self.journal.write(&self.dir, &job.journal, job.rewrite)?;
+        let dedup = self
+            .dedup
+            .write(&self.dir, &job.dedup, job.rewrite || job.dedup_rewrite)?;
         let meta = encode_meta(&Meta {
-            generation,
-            journal_len: self.journal_len,
+            journal,
+            dedup,
             snapshot: job.meta.clone(),
         });
         let tmp = self.dir.join(META_TMP);
@@ -335,22 +419,20 @@ impl WriterState {
             .map_err(|e| io("write meta", e))?;
         fs::rename(&tmp, self.dir.join(META)).map_err(|e| io("rename meta", e))?;
         sync_dir(&self.dir).map_err(|e| io("sync directory", e))?;
+        self.journal.adopt(&self.dir, journal);
+        self.dedup.adopt(&self.dir, dedup);
         if job.rewrite {
-            if generation > 0 {
-                let _ = fs::remove_file(self.dir.join(journal_name(generation - 1)));
-            }
-            remove_journals_except(&self.dir, Some(generation));
-            self.generation = generation;
             self.flags.rewrite.store(false, Ordering::Release);
-        } else if self.journal_len > COMPACT_MIN_BYTES
-            && self.journal_len > job.live_bytes.saturating_add(job.live_bytes / 2)
+        } else if journal.len > COMPACT_MIN_BYTES
+            && journal.len > job.live_bytes.saturating_add(job.live_bytes / 2)
         {
             self.flags.rewrite.store(true, Ordering::Release);
         }
         tracing::debug!(
-            generation,
-            journal_bytes = self.journal_len,
-            written = job.journal.len(),
+            journal_generation = journal.generation,
+            journal_bytes = journal.len,
+            dedup_bytes = dedup.len,
+            written = job.journal.len() + job.dedup.len(),
             rewrite = job.rewrite,
             elapsed_us = started.elapsed().as_micros() as u64,
             "checkpoint written"
@@ -366,8 +448,14 @@ mod tests {
     #[test]
     fn meta_round_trips_and_rejects_damage() {
         let m = Meta {
-            generation: 3,
-            journal_len: 99,
+            journal: StreamPos {
+                generation: 3,
+                len: 99,
+            },
+            dedup: StreamPos {
+                generation: 7,
+                len: 12,
+            },
             snapshot: b"snap".to_vec(),
         };
         let b = encode_meta(&m);

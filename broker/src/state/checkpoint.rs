@@ -25,8 +25,9 @@ use super::snapshot::SnapshotV1;
 use super::topics::TopicTable;
 use super::BrokerStateMachine;
 
-/// Rough journal bytes of one idempotency-window entry (topic + 32-char UNIQ_KEY + result).
-const DEDUP_REC_BYTES_TYPICAL: u64 = 64;
+/// The dedup journal is rewritten from the live window once it holds this many windows'
+/// worth of inserts (a rewrite is one window: ~6 MB at 100,000 keys).
+const DEDUP_REWRITE_WINDOWS: usize = 4;
 
 /// What one checkpoint writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,8 +38,14 @@ pub struct CheckpointJob {
     pub meta: Vec<u8>,
     /// Journal blocks: appended to the current journal, or a whole new one if `rewrite`.
     pub journal: Vec<u8>,
-    /// Start a new journal generation with `journal` as its whole content.
+    /// Start a new journal generation with `journal` as its whole content (and a new
+    /// dedup generation with `dedup`).
     pub rewrite: bool,
+    /// Idempotency-window inserts: appended to the dedup journal, or its whole new content
+    /// if `dedup_rewrite` (or `rewrite`).
+    pub dedup: Vec<u8>,
+    /// Start a new dedup-journal generation (the old one holds mostly evicted keys).
+    pub dedup_rewrite: bool,
     /// Bytes a fresh rewrite would take now (for the writer's compaction decision).
     pub live_bytes: u64,
 }
@@ -68,6 +75,8 @@ pub struct CheckpointTracker {
     pending_keys: BTreeMap<String, Vec<KeyRec>>,
     /// Idempotency-window inserts since the last job, in apply order.
     pending_dedup: Vec<(String, String, AppendResult)>,
+    /// Inserts in the current dedup journal generation.
+    dedup_journaled: usize,
     /// Last applied log id of the last job.
     checkpointed: Option<LogId>,
     /// The next job must rewrite (install, topic deletion).
@@ -183,10 +192,15 @@ impl BrokerStateMachine {
             }
         }
         self.ckpt.pending_keys.clear();
-        if rewrite {
+        // The dedup journal restarts from the window once it holds 4 windows' worth.
+        let dedup_rewrite = rewrite
+            || self.ckpt.dedup_journaled + self.ckpt.pending_dedup.len()
+                > DEDUP_REWRITE_WINDOWS * self.dedup.capacity().max(1);
+        let mut dedup_out = Vec::new();
+        if dedup_rewrite {
             let entries = self.dedup.entries();
             journal::put_dedup(
-                &mut out,
+                &mut dedup_out,
                 entries.iter().map(|e| {
                     (
                         e.topic.as_str(),
@@ -197,9 +211,10 @@ impl BrokerStateMachine {
                     )
                 }),
             );
+            self.ckpt.dedup_journaled = entries.len();
         } else {
             journal::put_dedup(
-                &mut out,
+                &mut dedup_out,
                 self.ckpt.pending_dedup.iter().map(|(t, u, r)| {
                     (
                         t.as_str(),
@@ -210,6 +225,7 @@ impl BrokerStateMachine {
                     )
                 }),
             );
+            self.ckpt.dedup_journaled += self.ckpt.pending_dedup.len();
         }
         self.ckpt.pending_dedup.clear();
         self.ckpt.rewrite = false;
@@ -219,9 +235,10 @@ impl BrokerStateMachine {
             meta,
             journal: out,
             rewrite,
+            dedup: dedup_out,
+            dedup_rewrite,
             live_bytes: live_units * journal::UNIT_BYTES as u64
-                + self.keys.len() as u64 * journal::KEY_BYTES as u64
-                + self.dedup.len() as u64 * DEDUP_REC_BYTES_TYPICAL,
+                + self.keys.len() as u64 * journal::KEY_BYTES as u64,
         })
     }
 
@@ -238,34 +255,60 @@ impl BrokerStateMachine {
         }
     }
 
-    /// Rebuilds the state from a checkpoint's metadata and journal prefix. Errors name what
-    /// is inconsistent; they mean the checkpoint is corrupt.
-    pub fn restore(meta: &[u8], journal_bytes: &[u8]) -> Result<BrokerStateMachine, String> {
+    /// Rebuilds the state from a checkpoint's metadata and the journal prefixes it vouches
+    /// for. Errors name what is inconsistent; they mean the checkpoint is corrupt.
+    pub fn restore(
+        meta: &[u8],
+        journal_bytes: &[u8],
+        dedup_bytes: &[u8],
+    ) -> Result<BrokerStateMachine, String> {
         let s = SnapshotV1::decode(meta)?;
         let mut queues = QueueTable::default();
         let mut keys = KeyIndex::default();
         // Size every collection once: growing them by doubling costs more than filling them.
         let mut unit_counts: HashMap<(String, i32), usize> = HashMap::new();
         let mut key_counts: HashMap<String, usize> = HashMap::new();
-        let mut dedup_total = 0usize;
         for (kind, topic, queue_id, n) in journal::counts(journal_bytes) {
             match kind {
                 journal::BLOCK_UNITS => *unit_counts.entry((topic, queue_id)).or_default() += n,
                 journal::BLOCK_KEYS => *key_counts.entry(topic).or_default() += n,
-                _ => dedup_total += n,
+                _ => {}
             }
         }
         // The window is FIFO and every journaled insert was of a key not in it, so replaying
         // any suffix of at least a window's length rebuilds it exactly: skip older blocks.
         let mut dedup = DedupWindow::from_entries(DEDUP_WINDOW_MAX, s.dedup.clone());
+        let dedup_total: usize = journal::counts(dedup_bytes)
+            .iter()
+            .filter(|c| c.0 == journal::BLOCK_DEDUP)
+            .map(|c| c.3)
+            .sum();
         let skip = dedup_total.saturating_sub(dedup.capacity());
+        let mut dedup_blocks = Vec::new();
+        journal::parse_skipping_dedup(dedup_bytes, skip, |block| match block {
+            Block::Dedup(recs) => {
+                dedup_blocks.push(recs);
+                Ok(())
+            }
+            _ => Err("a non-dedup block in the dedup journal".into()),
+        })
+        .map_err(|e| format!("dedup journal: {e}"))?;
+        for r in dedup_blocks.into_iter().flatten() {
+            let result = AppendResult {
+                queue_id: r.queue_id,
+                queue_offset: r.queue_offset,
+                physical_offset: r.physical_offset,
+                duplicate: false,
+            };
+            dedup.insert(&r.topic, &r.uniq_key, result);
+        }
         for ((topic, queue_id), n) in &unit_counts {
             queues.get_or_create(topic, *queue_id).reserve(*n);
         }
         for (topic, n) in &key_counts {
             keys.reserve(topic, *n);
         }
-        journal::parse_skipping_dedup(journal_bytes, skip, |block| {
+        journal::parse(journal_bytes, |block| {
             match block {
                 Block::Units {
                     topic,
@@ -289,17 +332,7 @@ impl BrokerStateMachine {
                         q.append(u, t);
                     }
                 }
-                Block::Dedup(recs) => {
-                    for r in recs {
-                        let result = AppendResult {
-                            queue_id: r.queue_id,
-                            queue_offset: r.queue_offset,
-                            physical_offset: r.physical_offset,
-                            duplicate: false,
-                        };
-                        dedup.insert(&r.topic, &r.uniq_key, result);
-                    }
-                }
+                Block::Dedup(_) => return Err("dedup entries in the main journal".into()),
                 Block::Keys { topic, keys: recs } => {
                     keys.extend_hashes(
                         &topic,
@@ -356,6 +389,7 @@ impl BrokerStateMachine {
         sm.purged_upto = s.purged_upto;
         sm.ckpt.persisted = persisted;
         sm.ckpt.checkpointed = s.last_applied;
+        sm.ckpt.dedup_journaled = dedup_total;
         Ok(sm)
     }
 }

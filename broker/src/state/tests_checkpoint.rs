@@ -15,7 +15,7 @@ use super::*;
 /// replaces the journal, a failed job leaves the disk as it was and demands a rewrite.
 #[derive(Debug, Default)]
 struct MemSink {
-    disk: Mutex<(Vec<u8>, Vec<u8>)>, // (meta, journal)
+    disk: Mutex<(Vec<u8>, Vec<u8>, Vec<u8>)>, // (meta, journal, dedup journal)
     fail_next: AtomicBool,
     rewrite: AtomicBool,
 }
@@ -35,6 +35,11 @@ impl CheckpointSink for MemSink {
             self.rewrite.store(false, Ordering::SeqCst);
         } else {
             d.1.extend_from_slice(&job.journal);
+        }
+        if job.rewrite || job.dedup_rewrite {
+            d.2 = job.dedup;
+        } else {
+            d.2.extend_from_slice(&job.dedup);
         }
         d.0 = job.meta;
         Ok(())
@@ -66,7 +71,7 @@ fn assert_same(a: &BrokerStateMachine, b: &BrokerStateMachine) {
 
 fn restore(sink: &MemSink) -> BrokerStateMachine {
     let d = sink.disk.lock().unwrap();
-    BrokerStateMachine::restore(&d.0, &d.1).unwrap()
+    BrokerStateMachine::restore(&d.0, &d.1, &d.2).unwrap()
 }
 
 #[derive(Debug, Clone)]
@@ -183,10 +188,10 @@ fn restore_rejects_inconsistent_journals() {
         &append(false, 5, vec![record("T", 0, None, None, None)]),
     );
     sm.checkpoint(true).unwrap();
-    let (meta, journal) = sink.disk.lock().unwrap().clone();
+    let (meta, journal, _) = sink.disk.lock().unwrap().clone();
     // The journal repeated: overlapping units.
     let doubled = [journal.clone(), journal.clone()].concat();
-    let e = BrokerStateMachine::restore(&meta, &doubled).unwrap_err();
+    let e = BrokerStateMachine::restore(&meta, &doubled, &[]).unwrap_err();
     assert!(e.contains("overlap"), "{e}");
     // Metadata ahead of the journal.
     log.apply(
@@ -194,10 +199,12 @@ fn restore_rejects_inconsistent_journals() {
         &append(false, 6, vec![record("T", 0, None, None, None)]),
     );
     let newer = sm.snapshot_bytes().unwrap();
-    let e = BrokerStateMachine::restore(&newer, &journal).unwrap_err();
+    let e = BrokerStateMachine::restore(&newer, &journal, &[]).unwrap_err();
     assert!(e.contains("metadata says [0, 2)"), "{e}");
     // Garbage metadata.
-    assert!(BrokerStateMachine::restore(b"nope", &journal).is_err());
+    assert!(BrokerStateMachine::restore(b"nope", &journal, &[]).is_err());
+    // A dedup journal that is not one.
+    assert!(BrokerStateMachine::restore(&meta, &journal, &journal).is_err());
 }
 
 #[test]
@@ -208,7 +215,7 @@ fn the_idempotency_window_is_journaled_and_rebuilt_from_its_newest_entries() {
     sm.checkpoint(true).unwrap();
     let cap = sm.dedup.capacity();
     // More inserts than the window holds, over several checkpoints, as apply makes them.
-    let total = cap + cap / 3;
+    let total = 4 * cap + cap / 2;
     for i in 0..total {
         let r = AppendResult {
             queue_id: (i % 4) as i32,
@@ -224,13 +231,21 @@ fn the_idempotency_window_is_journaled_and_rebuilt_from_its_newest_entries() {
         }
     }
     sm.checkpoint(true).unwrap();
-    let (meta, journal) = sink.disk.lock().unwrap().clone();
+    let (meta, journal, dedup) = sink.disk.lock().unwrap().clone();
     assert!(
         meta.len() < 10_000,
         "the window is not in the meta: {} bytes",
         meta.len()
     );
-    let restored = BrokerStateMachine::restore(&meta, &journal).unwrap();
+    assert!(
+        journal.len() < 1_000,
+        "nor in the main journal: {} bytes",
+        journal.len()
+    );
+    // The dedup journal was rewritten from the window once it held 4 windows' worth, so it
+    // holds about 1.5 windows now, not 4.5.
+    assert!(dedup.len() < 2 * cap * 40, "{} bytes", dedup.len());
+    let restored = BrokerStateMachine::restore(&meta, &journal, &dedup).unwrap();
     assert_eq!(restored.dedup.len(), cap);
     assert_eq!(restored.dedup.entries(), sm.dedup.entries());
     assert!(restored.dedup.get("A", "K0").is_none(), "evicted long ago");
