@@ -1,0 +1,16 @@
+//! RaftMQ's client library (issue 5, in progress): what a RocketMQ client does, in Rust,
+//! over the remoting protocol of `raftmq-protocol`. No CLI dependencies.
+//!
+//! Here so far, the pure parts every producer and consumer builds on:
+//! - [`namesrv`]: where the NameServers are (builder, `NAMESRV_ADDR`,
+//!   `rocketmq.namesrv.addr`);
+//! - [`route`]: a topic's route turned into the queues a producer may write to
+//!   ([`route::TopicPublishInfo`]), picked round robin, skipping groups that failed lately
+//!   ([`route::FaultTracker`]);
+//! - [`error`]: one error type carrying the broker's code and remark.
+
+pub mod error;
+pub mod namesrv;
+pub mod route;
+
+pub use error::ClientError;
