@@ -25,6 +25,33 @@ pub enum ClientError {
     /// A NameServer address list does not parse.
     #[error("bad NameServer address {0:?}: expected host:port[;host:port...]")]
     BadNamesrv(String),
+    /// No connection to the address.
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect {
+        /// Peer address.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// No answer within the call's time limit (the outcome of a send is unknown).
+    #[error("no answer from {addr} to request code {code} within {timeout:?}")]
+    Timeout {
+        /// Peer address.
+        addr: String,
+        /// Request code.
+        code: i32,
+        /// The limit.
+        timeout: std::time::Duration,
+    },
+    /// The connection closed before the answer came (the outcome is unknown).
+    #[error("connection to {addr} closed before the answer")]
+    ConnectionClosed {
+        /// Peer address.
+        addr: String,
+    },
+    /// The request cannot be framed (e.g. larger than 16 MiB).
+    #[error("cannot encode the request: {0}")]
+    Encode(String),
     /// The topic has no route, or no writable queue.
     #[error("no route to topic {0} (no broker group has a master with writable queues)")]
     NoRoute(String),
@@ -45,7 +72,13 @@ impl ClientError {
     /// Appendix B: not the master, busy, system error, not available, flush timeouts).
     pub fn is_retryable(&self) -> bool {
         let ClientError::Broker { code, .. } = self else {
-            return matches!(self, ClientError::NoRoute(_));
+            return matches!(
+                self,
+                ClientError::NoRoute(_)
+                    | ClientError::Connect { .. }
+                    | ClientError::Timeout { .. }
+                    | ClientError::ConnectionClosed { .. }
+            );
         };
         [
             ResponseCode::SystemError,
@@ -84,5 +117,6 @@ mod tests {
         assert!(e.to_string().contains("UNKNOWN"));
         assert!(!e.is_retryable());
         assert!(ClientError::NoRoute("T".into()).is_retryable());
+        assert!(!ClientError::Encode("too large".into()).is_retryable());
     }
 }

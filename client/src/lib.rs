@@ -7,10 +7,12 @@
 //! - [`route`]: a topic's route turned into the queues a producer may write to
 //!   ([`route::TopicPublishInfo`]), picked round robin, skipping groups that failed lately
 //!   ([`route::FaultTracker`]);
-//! - [`error`]: one error type carrying the broker's code and remark.
+//! - [`error`]: one error type carrying the broker's code and remark;
+//! - [`remoting`]: pipelined connections (one per address) matched by `opaque`.
 
 pub mod error;
 pub mod namesrv;
+pub mod remoting;
 pub mod route;
 
 pub use error::ClientError;
