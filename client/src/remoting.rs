@@ -127,6 +127,11 @@ impl Connection {
         let forget = || {
             lock(&self.pending).remove(&opaque);
         };
+        // The reader may have failed the pending calls just before this one registered.
+        if self.is_closed() {
+            forget();
+            return Err(self.closed_error());
+        }
         if let Err(e) = self.enqueue(&request).await {
             forget();
             return Err(e);
