@@ -11,19 +11,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{wait_until, Group, RawClient};
+use common::{req, stable_leader, wait_until, Group, RawClient};
 use raftmq_broker::broker::Broker;
 use raftmq_protocol::body::{
     decode_json, KvTable, RaftGroupStatus, TopicConfigSerializeWrapper, TopicRouteData,
 };
 use raftmq_protocol::codes::{RequestCode, ResponseCode};
 use raftmq_protocol::headers::{
-    CommandHeader, CreateTopicRequestHeader, DeleteTopicRequestHeader,
-    EarliestMsgStoretimeResponseHeader, GetAllTopicConfigResponseHeader, GetRouteInfoRequestHeader,
-    OffsetResponseHeader, PullMessageRequestHeader, QueryMessageRequestHeader,
-    QueryMessageResponseHeader, QueueRequestHeader, RaftLeaderTransferRequestHeader,
-    SearchOffsetRequestHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader,
-    ViewMessageRequestHeader,
+    CreateTopicRequestHeader, DeleteTopicRequestHeader, EarliestMsgStoretimeResponseHeader,
+    GetAllTopicConfigResponseHeader, GetRouteInfoRequestHeader, OffsetResponseHeader,
+    PullMessageRequestHeader, QueryMessageRequestHeader, QueryMessageResponseHeader,
+    QueueRequestHeader, RaftLeaderTransferRequestHeader, SearchOffsetRequestHeader,
+    SendMessageRequestHeaderV2, SendMessageResponseHeader, ViewMessageRequestHeader,
 };
 use raftmq_protocol::message::{encode_properties, MessageRecord};
 use raftmq_protocol::msgid::decode_offset_msg_id;
@@ -31,32 +30,8 @@ use raftmq_protocol::{RemotingCommand, StrMap};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
-fn req(code: RequestCode, header: &impl CommandHeader) -> RemotingCommand {
-    RemotingCommand::request(code.code(), header.to_ext())
-}
-
 fn bare(code: RequestCode) -> RemotingCommand {
     RemotingCommand::request(code.code(), StrMap::new())
-}
-
-/// The settled leader: caught up, followed by every node.
-async fn stable_leader(group: &Group) -> Arc<Broker> {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let statuses: Vec<_> = group
-            .nodes
-            .iter()
-            .map(|n| *n.node().status().borrow())
-            .collect();
-        let leader = group.nodes.iter().zip(&statuses).find(|(_, st)| {
-            st.is_caught_up_leader() && statuses.iter().all(|o| o.leader == Some(st.id))
-        });
-        if let Some((n, _)) = leader {
-            return n.clone();
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for a leader");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn followers(group: &Group, leader: &Arc<Broker>) -> Vec<Arc<Broker>> {

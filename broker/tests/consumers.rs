@@ -10,10 +10,9 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{wait_until, Group, RawClient};
+use common::{a_follower, req, stable_leader, wait_until, Group, RawClient};
 use raftmq_broker::broker::Broker;
 use raftmq_protocol::body::{
     decode_json, encode_json, ConsumerData, ConsumerIdList, HeartbeatData, SubscriptionData,
@@ -21,40 +20,16 @@ use raftmq_protocol::body::{
 };
 use raftmq_protocol::codes::{RequestCode, ResponseCode};
 use raftmq_protocol::headers::{
-    CommandHeader, ConsumerGroupRequestHeader, GetMaxOffsetRequestHeader,
-    GetRouteInfoRequestHeader, OffsetResponseHeader, PullMessageRequestHeader,
-    PullMessageResponseHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader,
-    UnregisterClientRequestHeader, PULL_FLAG_SUBSCRIPTION, PULL_FLAG_SUSPEND,
+    ConsumerGroupRequestHeader, GetMaxOffsetRequestHeader, GetRouteInfoRequestHeader,
+    OffsetResponseHeader, PullMessageRequestHeader, PullMessageResponseHeader,
+    SendMessageRequestHeaderV2, SendMessageResponseHeader, UnregisterClientRequestHeader,
+    PULL_FLAG_SUBSCRIPTION, PULL_FLAG_SUSPEND,
 };
 use raftmq_protocol::message::{encode_properties, MessageRecord};
 use raftmq_protocol::{RemotingCommand, StrMap};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 const TOPIC: &str = "LongPollTopic";
-
-fn req(code: RequestCode, header: &impl CommandHeader) -> RemotingCommand {
-    RemotingCommand::request(code.code(), header.to_ext())
-}
-
-/// The settled leader: caught up, followed by every node.
-async fn stable_leader(group: &Group) -> Arc<Broker> {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let statuses: Vec<_> = group
-            .nodes
-            .iter()
-            .map(|n| *n.node().status().borrow())
-            .collect();
-        let leader = group.nodes.iter().zip(&statuses).find(|(_, st)| {
-            st.is_caught_up_leader() && statuses.iter().all(|o| o.leader == Some(st.id))
-        });
-        if let Some((n, _)) = leader {
-            return n.clone();
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for a leader");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// Sends one `body` tagged `tag` to queue 0; returns its queue offset.
 async fn send(c: &mut RawClient, tag: &str, body: &str) -> i64 {
@@ -236,12 +211,7 @@ fn assert_ids_changed(push: &RemotingCommand, group: &str) {
 async fn long_polls_wake_on_apply_on_leader_and_follower() {
     let group = Group::start("broker-lp").await;
     let leader = stable_leader(&group).await;
-    let follower = group
-        .nodes
-        .iter()
-        .find(|n| n.client_addr() != leader.client_addr())
-        .unwrap()
-        .clone();
+    let follower = a_follower(&group, &leader);
     let mut c = RawClient::connect(leader.client_addr()).await;
     assert_eq!(send(&mut c, "TagA", "first").await, 0);
 
@@ -448,12 +418,7 @@ async fn routed_as_retry_topic(namesrv: SocketAddr, topic: &str) -> bool {
 async fn heartbeats_create_retry_topics_and_pulls_check_the_sub_version() {
     let group = Group::start("broker-hb").await;
     let leader = stable_leader(&group).await;
-    let follower = group
-        .nodes
-        .iter()
-        .find(|n| n.client_addr() != leader.client_addr())
-        .unwrap()
-        .clone();
+    let follower = a_follower(&group, &leader);
     let mut c = RawClient::connect(leader.client_addr()).await;
     let mut f = RawClient::connect(follower.client_addr()).await;
 

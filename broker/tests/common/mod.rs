@@ -425,3 +425,33 @@ pub async fn consumer_offset(addr: SocketAddr, group: &str, topic: &str, q: i32)
     assert_eq!(resp.code, ResponseCode::Success.code(), "{:?}", resp.remark);
     resp.header::<OffsetResponseHeader>().unwrap().offset
 }
+
+/// The settled leader: caught up, followed by every node.
+pub async fn stable_leader(group: &Group) -> Arc<Broker> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let statuses: Vec<_> = group
+            .nodes
+            .iter()
+            .map(|n| *n.node().status().borrow())
+            .collect();
+        let leader = group.nodes.iter().zip(&statuses).find(|(_, st)| {
+            st.is_caught_up_leader() && statuses.iter().all(|o| o.leader == Some(st.id))
+        });
+        if let Some((n, _)) = leader {
+            return n.clone();
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for a leader");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Some node of the group other than `leader`.
+pub fn a_follower(group: &Group, leader: &Broker) -> Arc<Broker> {
+    group
+        .nodes
+        .iter()
+        .find(|n| n.client_addr() != leader.client_addr())
+        .unwrap()
+        .clone()
+}
