@@ -8,8 +8,10 @@
 //!   ([`route::TopicPublishInfo`]), picked round robin, skipping groups that failed lately
 //!   ([`route::FaultTracker`]);
 //! - [`error`]: one error type carrying the broker's code and remark;
-//! - [`remoting`]: pipelined connections (one per address) matched by `opaque`.
+//! - [`remoting`]: pipelined connections (one per address) matched by `opaque`;
+//! - [`admin`]: what `mqadmin` asks of a cluster ([`admin::AdminClient`]).
 
+pub mod admin;
 pub mod error;
 pub mod namesrv;
 pub mod remoting;
