@@ -475,18 +475,36 @@ impl AdminClient {
             if resp.code == ResponseCode::Success.code() {
                 return Ok(LeaderTransfer { addr, remark });
             }
-            let hint = leader_hint(&remark).filter(|h| *h != addr);
-            match hint {
-                Some(leader) if attempt == 0 && resp.code == ResponseCode::SystemBusy.code() => {
+            let refused = ClientError::broker(&addr, resp.code, resp.remark.as_deref());
+            if attempt > 0 || resp.code != ResponseCode::SystemBusy.code() {
+                return Err(refused);
+            }
+            // A follower names the leader's client address when it knows it; else the
+            // NameServers know the group's master.
+            let leader = match leader_hint(&remark) {
+                Some(h) => Some(h.to_owned()),
+                None => self.master_of_node(&addr).await,
+            };
+            match leader.filter(|l| *l != addr) {
+                Some(leader) => {
                     tracing::info!(from = %addr, to = %leader, "not the leader: asking the leader");
-                    addr = leader.to_owned();
+                    addr = leader;
                 }
-                _ => return Err(ClientError::broker(addr, resp.code, resp.remark.as_deref())),
+                None => return Err(refused),
             }
         }
         Err(ClientError::InvalidArgument(format!(
             "no leader found for the transfer (last asked {addr})"
         )))
+    }
+
+    /// The master the NameServers show for the group of node `addr`, if any.
+    async fn master_of_node(&self, addr: &str) -> Option<String> {
+        let info = self.cluster_info().await.ok()?;
+        info.broker_addr_table
+            .values()
+            .find(|b| b.broker_addrs.values().any(|a| a == addr))
+            .and_then(|b| b.master_addr().map(str::to_owned))
     }
 
     /// [`Self::leader_transfer`] on the current master of broker group `broker_name`.

@@ -201,6 +201,35 @@ async fn leader_transfer_follows_the_leader_named_by_a_follower() {
     assert_eq!(t.addr, leader);
     assert_eq!(t.remark, "leadership transferred to node 2");
 
+    // A follower that does not know the leader's client address: the NameServers do.
+    let unsure = fake(|req| {
+        RemotingCommand::error_to(
+            req,
+            ResponseCode::SystemBusy,
+            "busy; not the leader, raft leader is node 2 (raft address 127.0.0.1:1)",
+        )
+    })
+    .await;
+    let mut info = cluster_info(&[("g", Some(leader.as_str()))]);
+    info.broker_addr_table
+        .get_mut("g")
+        .unwrap()
+        .broker_addrs
+        .insert(1, unsure.clone());
+    let body = encode_json(&info);
+    let ns = fake(move |req| ok(req).with_body(body.clone())).await;
+    let with_ns = AdminClient::new(vec![ns]).unwrap();
+    let t = with_ns.leader_transfer(&unsure, Some("n2")).await.unwrap();
+    assert_eq!(t.addr, leader);
+    let e = admin
+        .leader_transfer(&unsure, Some("n2"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, ClientError::Broker { code: 2, .. }),
+        "no NameServer: {e:?}"
+    );
+
     let refusing = fake(|req| {
         RemotingCommand::error_to(
             req,

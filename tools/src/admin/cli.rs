@@ -26,13 +26,24 @@ pub struct Cli {
 pub struct Global {
     /// NameServer list `host:port[;host:port...]`; else NAMESRV_ADDR, else
     /// -Drocketmq.namesrv.addr=...
-    #[arg(short = 'n', long = "namesrvAddr", global = true, value_name = "addr")]
+    #[arg(
+        short = 'n',
+        long = "namesrvAddr",
+        global = true,
+        value_name = "addr",
+        display_order = 900
+    )]
     pub namesrv_addr: Option<String>,
     /// Java-style property, `-Dkey=value`; only `rocketmq.namesrv.addr` is read.
-    #[arg(short = 'D', global = true, value_name = "key=value")]
+    #[arg(
+        short = 'D',
+        global = true,
+        value_name = "key=value",
+        display_order = 901
+    )]
     pub properties: Vec<String>,
     /// Print machine-readable JSON instead of RocketMQ's text.
-    #[arg(long = "json", global = true)]
+    #[arg(long = "json", global = true, display_order = 902)]
     pub json: bool,
 }
 
