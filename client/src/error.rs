@@ -52,6 +52,15 @@ pub enum ClientError {
     /// The request cannot be framed (e.g. larger than 16 MiB).
     #[error("cannot encode the request: {0}")]
     Encode(String),
+    /// A server's answer cannot be understood (bad header or body).
+    #[error("malformed answer: {0}")]
+    BadAnswer(String),
+    /// The caller asked for something invalid (message too large, bad topic, ...).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The producer or consumer was shut down.
+    #[error("the client is shut down")]
+    Shutdown,
     /// The topic has no route, or no writable queue.
     #[error("no route to topic {0} (no broker group has a master with writable queues)")]
     NoRoute(String),

@@ -10,9 +10,20 @@
 //! - [`error`]: one error type carrying the broker's code and remark;
 //! - [`remoting`]: pipelined connections (one per address) matched by `opaque`.
 
+pub mod consumer;
 pub mod error;
+pub mod instance;
+pub mod message;
 pub mod namesrv;
+pub mod producer;
 pub mod remoting;
 pub mod route;
 
+pub use consumer::pull::PullConsumer;
+pub use consumer::push::{
+    ConsumeResult, Listener, OrderlyResult, PushConsumer, PushConsumerConfig,
+};
+pub use consumer::{ConsumeFromWhere, MessageModel};
 pub use error::ClientError;
+pub use message::{Message, ReceivedMessage, SendResult, SendStatus};
+pub use producer::{Producer, ProducerConfig, QueueSelector, SelectByKey};
