@@ -174,6 +174,8 @@ const FLOW_CONTROL_PAUSE: Duration = Duration::from_millis(50);
 const ORDERLY_RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// Pause before a failed message that could not be sent back is consumed again.
 const LOCAL_RETRY_PAUSE: Duration = Duration::from_secs(5);
+/// Next rebalance after one that could not balance every topic.
+const INCOMPLETE_REBALANCE_RETRY: Duration = Duration::from_secs(1);
 /// Time limit of lock, offset and send-back requests.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -296,14 +298,23 @@ impl PushConsumer {
         let topics: Vec<String> = lock(&inner.subs).keys().cloned().collect();
         for t in &topics {
             if let Err(e) = inner.core.route(t).await {
-                tracing::warn!(topic = %t, error = %e, "subscribed topic has no route yet");
+                // `%RETRY%<group>` appears after the first heartbeat: not worth a warning.
+                if t.starts_with("%RETRY%") {
+                    tracing::debug!(topic = %t, error = %e, "retry topic has no route yet");
+                } else {
+                    tracing::warn!(topic = %t, error = %e, "subscribed topic has no route yet");
+                }
             }
         }
         inner.heartbeat().await;
         let stop_rx = inner.stop.subscribe();
         inner.core.spawn_route_refresh(stop_rx.clone());
-        inner.rebalance().await;
-        tokio::spawn(Inner::rebalance_loop(inner.clone(), stop_rx.clone()));
+        let complete = inner.rebalance().await;
+        tokio::spawn(Inner::rebalance_loop(
+            inner.clone(),
+            stop_rx.clone(),
+            complete,
+        ));
         tokio::spawn(Inner::heartbeat_loop(inner.clone(), stop_rx.clone()));
         tokio::spawn(Inner::persist_loop(inner.clone(), stop_rx.clone()));
         if matches!(inner.listener, Listener::Orderly(_))
@@ -428,17 +439,24 @@ impl Inner {
         }
     }
 
-    async fn rebalance_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+    async fn rebalance_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>, mut complete: bool) {
         loop {
+            // A topic without a route yet (e.g. `%RETRY%<group>`, created by the first
+            // heartbeat) is looked at again within a second, not at the next round.
+            let wait = if complete {
+                self.cfg.rebalance_interval
+            } else {
+                INCOMPLETE_REBALANCE_RETRY
+            };
             tokio::select! {
-                _ = tokio::time::sleep(self.cfg.rebalance_interval) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = self.rebalance_now.notified() => {}
                 _ = stop.changed() => return,
             }
             if self.stopping() {
                 return;
             }
-            self.rebalance().await;
+            complete = self.rebalance().await;
         }
     }
 
@@ -511,7 +529,9 @@ impl Inner {
 
     /// Recomputes this member's queues for every subscribed topic and starts or stops
     /// pulling accordingly.
-    async fn rebalance(self: &Arc<Self>) {
+    /// True when every topic could be balanced.
+    async fn rebalance(self: &Arc<Self>) -> bool {
+        let mut complete = true;
         let subs: Vec<(String, SubscriptionData)> = lock(&self.subs)
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
@@ -521,6 +541,8 @@ impl Inner {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::debug!(%topic, error = %e, "rebalance: no route");
+                    complete = false;
+                    let _ = self.core.refresh_route(&topic).await;
                     continue;
                 }
             };
@@ -531,12 +553,14 @@ impl Inner {
                     Ok(cids) => allocate_averagely(self.core.client_id(), &all, &cids),
                     Err(e) => {
                         tracing::debug!(%topic, error = %e, "rebalance: no consumer list, keeping queues");
+                        complete = false;
                         continue;
                     }
                 },
             };
             self.apply_assignment(&topic, &sub, mine).await;
         }
+        complete
     }
 
     async fn apply_assignment(
