@@ -12,10 +12,10 @@
 //! still SIGKILLs them when they are dropped. Only a SIGKILL of the playground itself
 //! leaves them running, and the next start in the same data directory names them.
 
-mod conf;
-mod ports;
-mod procs;
-mod status;
+pub mod conf;
+pub mod ports;
+pub mod procs;
+pub mod status;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
