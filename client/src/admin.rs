@@ -40,6 +40,7 @@ use tracing::Instrument;
 pub use messages::{PullOutcome, PullStatus, SendOutcome, SendRequest};
 pub use offsets::{ConsumerProgress, ProgressRow, QueueStatus, ResetEntry};
 
+use crate::instance::now_ms;
 use crate::remoting::ConnectionPool;
 use crate::ClientError;
 
@@ -149,12 +150,6 @@ fn bad_body(addr: &str) -> impl Fn(raftmq_protocol::ProtocolError) -> ClientErro
 fn decode_header<H: CommandHeader>(addr: &str, resp: &RemotingCommand) -> Result<H, ClientError> {
     resp.header::<H>()
         .map_err(|e| ClientError::BadAnswer(format!("{addr}: response header: {e}")))
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// A per-process random number without a RNG dependency (std's hasher keys are random).

@@ -334,6 +334,7 @@ impl AdminClient {
     /// among the writable queues of groups with a master; a retryable failure is retried
     /// (same UNIQ_KEY, so brokers store it once) on another group after a route refresh.
     pub async fn send_message(&self, msg: &SendRequest) -> Result<SendOutcome, ClientError> {
+        crate::message::validate_topic(&msg.topic)?;
         if msg.queue_id.is_some() && msg.broker_name.is_none() {
             return Err(ClientError::InvalidArgument(
                 "a queue id needs a broker name".to_owned(),

@@ -108,8 +108,9 @@ pub enum Command {
     /// RaftMQ: raft status of the nodes of a broker group
     #[command(name = "groupStatus")]
     GroupStatus(GroupStatus),
-    // `playground` (a NameServer plus one 3-node group on loopback) is dispatched here too:
-    // Playground(crate::playground::PlaygroundArgs),
+    /// Run a NameServer and one 3-node broker group on loopback until Ctrl-C
+    #[command(name = "playground")]
+    Playground(crate::playground::PlaygroundArgs),
 }
 
 /// `updateTopic`.

@@ -10,7 +10,8 @@
 //! topicStatus); `cluster` (clusterList, brokerStatus, leaderTransfer, groupStatus);
 //! `consumer` (consumerProgress, resetOffsetByTime); `message` (queryMsgById,
 //! queryMsgByKey, queryMsgByOffset, sendMessage, consumeMessage); `format` (shared
-//! text shapes). Unlike RocketMQ's `mqadmin`, every failure exits non-zero.
+//! text shapes). `playground` is [`crate::playground`]. Unlike RocketMQ's `mqadmin`, every
+//! failure exits non-zero.
 
 pub mod cli;
 mod cluster;
@@ -57,6 +58,7 @@ pub fn command_name(cmd: &Command) -> &'static str {
         Command::ResetOffsetByTime(_) => "resetOffsetByTime",
         Command::LeaderTransfer(_) => "leaderTransfer",
         Command::GroupStatus(_) => "groupStatus",
+        Command::Playground(_) => "playground",
     }
 }
 
@@ -93,6 +95,7 @@ async fn dispatch(admin: &AdminClient, cmd: Command) -> anyhow::Result<Report> {
         Command::QueryMsgByOffset(a) => message::query_by_offset(admin, a).await,
         Command::SendMessage(a) => message::send_message(admin, a).await,
         Command::ConsumeMessage(a) => message::consume_message(admin, a).await,
+        Command::Playground(_) => anyhow::bail!("playground runs on its own runtime"),
     }
 }
 
@@ -100,6 +103,19 @@ async fn dispatch(admin: &AdminClient, cmd: Command) -> anyhow::Result<Report> {
 /// returns the exit code: 1 with a one-line error on stderr for any failure.
 pub fn execute(global: &Global, cmd: Command) -> ExitCode {
     let name = command_name(&cmd);
+    if let Command::Playground(args) = cmd {
+        // Prints its own lines and runs until Ctrl-C, on a multi-threaded runtime.
+        let result = tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(crate::playground::run(args)));
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("mqadmin {name}: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let result = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -1,6 +1,6 @@
 //! `mqadmin`: RocketMQ's admin subcommands against a RaftMQ cluster. No arguments print
 //! the command list; `mqadmin help <command>` a command's options; every failure exits
-//! non-zero with a one-line error.
+//! non-zero with a one-line error. `mqadmin playground` runs a local cluster.
 
 use std::process::ExitCode;
 
@@ -21,7 +21,6 @@ fn main() -> ExitCode {
             print!("{}", admin::cli::command_list());
             ExitCode::SUCCESS
         }
-        // Some(Command::Playground(args)) => raftmq_tools::playground::run(args),
         Some(cmd) => admin::execute(&cli.global, cmd),
     }
 }
