@@ -4,20 +4,23 @@
 //! answers the client requests [`crate::server`] hands it, one small method per request:
 //! ```text
 //! SEND_MESSAGE(_V2) / SEND_BATCH_MESSAGE --send--> propose Append --> SUCCESS + msgId
-//! PULL_MESSAGE --pull--> consume queue units --> log().read_at --> patched records
+//! PULL_MESSAGE / LITE_PULL_MESSAGE --pull--> consume queue units --> log().read_at
+//!     --> patched records
 //! PULL_MESSAGE with SUSPEND, nothing new --> parked until apply signals the queue (pull.rs)
 //! QUERY/UPDATE_CONSUMER_OFFSET, GET_MAX/MIN_OFFSET
 //! HEART_BEAT / UNREGISTER_CLIENT / GET_CONSUMER_LIST_BY_GROUP --> client table (consumers.rs)
+//! LOCK_BATCH_MQ / UNLOCK_BATCH_MQ --locks--> propose LockQueues / UnlockQueues (locks.rs)
 //! topic admin, offsets by time, QUERY_MESSAGE / VIEW_MESSAGE_BY_ID, runtime info and the raft
 //! admin codes 9001/9002 --> admin.rs (counters behind runtime info: stats.rs)
 //! preferredLeaderId: leader --healthy preferred follower--> transfer_leadership (preferred.rs)
 //! ```
-//! Writes (sends, topic creation, offset commits) need the leader; a follower answers
-//! SYSTEM_BUSY naming the leader's client address (peers.rs keeps a directory of them).
+//! Writes (sends, topic creation, offset commits, queue locks) need the leader; a follower
+//! answers SYSTEM_BUSY naming the leader's client address (peers.rs keeps a directory of them).
 //! Reads are served by any node from applied state.
 
 mod admin;
 mod consumers;
+mod locks;
 mod maintenance;
 mod peers;
 mod preferred;
@@ -291,7 +294,10 @@ impl Broker {
             Some(RequestCode::SendMessage)
             | Some(RequestCode::SendMessageV2)
             | Some(RequestCode::SendBatchMessage) => self.send(&req, peer).await,
-            Some(RequestCode::PullMessage) => self.pull(&req).await,
+            // LITE_PULL_MESSAGE has the same header and semantics (§5.5).
+            Some(RequestCode::PullMessage) | Some(RequestCode::LitePullMessage) => {
+                self.pull(&req).await
+            }
             Some(RequestCode::QueryConsumerOffset) => self.query_consumer_offset(&req),
             Some(RequestCode::UpdateConsumerOffset) => self.update_consumer_offset(&req).await,
             Some(RequestCode::GetMaxOffset) => self.get_max_offset(&req),
@@ -299,6 +305,8 @@ impl Broker {
             Some(RequestCode::HeartBeat) => self.heart_beat(&req, channel),
             Some(RequestCode::UnregisterClient) => self.unregister_client(&req),
             Some(RequestCode::GetConsumerListByGroup) => self.consumer_list(&req),
+            Some(RequestCode::LockBatchMq) => self.lock_batch(&req).await,
+            Some(RequestCode::UnlockBatchMq) => self.unlock_batch(&req).await,
             Some(RequestCode::SearchOffsetByTimestamp) => self.search_offset_by_timestamp(&req),
             Some(RequestCode::GetEarliestMsgStoretime) => self.earliest_msg_store_time(&req),
             Some(RequestCode::UpdateAndCreateTopic) => self.update_and_create_topic(&req).await,

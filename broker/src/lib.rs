@@ -6,14 +6,16 @@
 //! - [`config`]: `-c broker.conf` with RocketMQ's key names (DLedger keys included) →
 //!   a validated [`BrokerConfig`], its raft peers and the raft node configuration.
 //! - [`state`]: the deterministic replicated state machine (commands, consume queues,
-//!   topic table, consumer offsets, key index, idempotency window, pull classification,
-//!   snapshots, checkpoints); [`checkpoint`]: its checkpoint files and writer thread.
+//!   topic table, consumer offsets, queue locks, key index, idempotency window, pull
+//!   classification, snapshots, checkpoints); [`checkpoint`]: its checkpoint files and
+//!   writer thread.
 //! - [`registrar`]: registers the node with every NameServer at once on a role or term
 //!   change (brokerId 0 + term only for a caught-up leader), periodically, on topic
 //!   changes; unregisters on shutdown. [`remoting_client`]: its outgoing connections.
 //! - [`broker`]: the node (raft node + state machine) and its request handlers: send,
-//!   batch send, pull with long polling, consumer offsets, max/min offset, heartbeat and
-//!   the consumer list. [`clients`]: the per-node client tables behind HEART_BEAT.
+//!   batch send, pull with long polling, consumer offsets, max/min offset, heartbeat, the
+//!   consumer list and orderly-consumption queue locks. [`clients`]: the per-node client
+//!   tables behind HEART_BEAT.
 //! - [`server`]: the client-facing remoting server (a task per request, out-of-order
 //!   responses matched by opaque). The `mqbroker` binary wires it all together.
 //!

@@ -442,7 +442,10 @@ pub async fn run_producer(args: ProducerArgs) -> anyhow::Result<Summary> {
     let tasks = if args.async_send { 1 } else { inflight };
     let sem = Arc::new(tokio::sync::Semaphore::new(inflight));
     let mut handles = Vec::new();
+    let running = Arc::new(AtomicU64::new(tasks as u64));
+    let finished = Arc::new(tokio::sync::Notify::new());
     for t in 0..tasks {
+        let (running, finished) = (running.clone(), finished.clone());
         let (producer, counters, stop, measuring, remaining, hists, body, sem) = (
             producer.clone(),
             counters.clone(),
@@ -540,6 +543,9 @@ pub async fn run_producer(args: ProducerArgs) -> anyhow::Result<Summary> {
             }
             let h = hist.lock().unwrap_or_else(|p| p.into_inner()).clone();
             hists.lock().unwrap_or_else(|p| p.into_inner()).push(h);
+            if running.fetch_sub(1, Ordering::AcqRel) == 1 {
+                finished.notify_one();
+            }
         }));
     }
     // Reporting, warm-up and the end of the run.
@@ -556,12 +562,23 @@ pub async fn run_producer(args: ProducerArgs) -> anyhow::Result<Summary> {
     };
     let mut measured = Interval::default();
     let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
-    let all_done =
-        |handles: &Vec<tokio::task::JoinHandle<()>>| handles.iter().all(|h| h.is_finished());
+    let run_for = Duration::from_secs_f64(args.duration.max(0.0));
+    let t_started = tokio::time::Instant::from_std(started);
     loop {
-        let tick_or_stop = tokio::select! {
-            _ = tick.tick() => false,
-            _ = &mut ctrl_c => true,
+        // The next moment something changes besides a report: warm-up over, time up.
+        let wake_at = match &measure_start {
+            None => Some(t_started + warm),
+            Some((t, _)) if args.duration > 0.0 => {
+                Some(tokio::time::Instant::from_std(*t) + run_for)
+            }
+            Some(_) => None,
+        };
+        let far = tokio::time::Instant::now() + Duration::from_secs(86_400);
+        let (report, end) = tokio::select! {
+            _ = tick.tick() => (true, false),
+            _ = &mut ctrl_c => (true, true),
+            _ = finished.notified() => (true, true),
+            _ = tokio::time::sleep_until(wake_at.unwrap_or(far)) => (measure_start.is_none(), measure_start.is_some()),
         };
         let now = Instant::now();
         let i = counters.take(now.duration_since(last).as_secs_f64());
@@ -571,18 +588,17 @@ pub async fn run_producer(args: ProducerArgs) -> anyhow::Result<Summary> {
             measured.send_failed += i.send_failed;
             measured.response_failed += i.response_failed;
         }
-        if tty {
-            eprint!("\r\x1b[K");
+        if report {
+            if tty {
+                eprint!("\r\x1b[K");
+            }
+            println!("{}", producer_line(unix_ms(), &i));
         }
-        println!("{}", producer_line(unix_ms(), &i));
         if measure_start.is_none() && started.elapsed() >= warm {
             measuring.store(true, Ordering::Relaxed);
             counters.max_gap_us.store(0, Ordering::Relaxed);
             measure_start = Some((Instant::now(), CpuProbe::start()));
         }
-        let measured_secs = measure_start
-            .as_ref()
-            .map_or(0.0, |(t, _)| t.elapsed().as_secs_f64());
         if tty {
             progress(
                 started,
@@ -592,8 +608,7 @@ pub async fn run_producer(args: ProducerArgs) -> anyhow::Result<Summary> {
                 args.quantity,
             );
         }
-        let timed_out = args.duration > 0.0 && measured_secs >= args.duration;
-        if tick_or_stop || timed_out || all_done(&handles) {
+        if end {
             break;
         }
     }

@@ -68,7 +68,7 @@ async fn client_against_a_real_group() {
         c.master().await
     );
     sends_of_every_kind_reach_clustering_consumers(&c).await;
-    // ORDERLY_TMP ordered_sends_keep_per_key_order_for_an_orderly_consumer(&c).await;
+    ordered_sends_keep_per_key_order_for_an_orderly_consumer(&c).await;
     broadcasting_gives_everyone_everything_and_keeps_offsets_locally(&c).await;
     pull_consumer_reads_explicit_offsets_and_long_polls(&c).await;
     failed_messages_come_back_through_the_retry_topic(&c).await;

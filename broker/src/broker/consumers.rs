@@ -128,8 +128,9 @@ impl Broker {
         }
     }
 
-    /// UNREGISTER_CLIENT: removes the client from the named groups.
-    pub(super) fn unregister_client(&self, req: &RemotingCommand) -> RemotingCommand {
+    /// UNREGISTER_CLIENT: removes the client from the named groups; the leader also
+    /// releases its queue locks in the consumer group.
+    pub(super) fn unregister_client(self: &Arc<Self>, req: &RemotingCommand) -> RemotingCommand {
         let h: UnregisterClientRequestHeader = match req.header() {
             Ok(h) => h,
             Err(e) => return bad_header(req, e),
@@ -140,6 +141,9 @@ impl Broker {
             h.producer_group.as_deref(),
         );
         self.notify_changed(&changed);
+        if let Some(group) = h.consumer_group.as_deref().filter(|g| !g.is_empty()) {
+            self.release_client_locks(group, &h.client_id);
+        }
         RemotingCommand::response_to(req, ResponseCode::Success)
     }
 

@@ -1,5 +1,5 @@
-//! PULL_MESSAGE (11) (spec §2.4.4). Any node serves pulls of applied (hence committed)
-//! entries.
+//! PULL_MESSAGE (11) (spec §2.4.4), and LITE_PULL_MESSAGE (361), which has the same header
+//! and semantics (§5.5). Any node serves pulls of applied (hence committed) entries.
 //!
 //! Long polling (step 5): a pull with the SUSPEND flag that would answer PULL_NOT_FOUND is
 //! parked on its queue's apply signal ([`crate::state::Arrivals`], subscribed before the

@@ -1,8 +1,8 @@
 //! Checkpoints of the state machine: what to write ([`CheckpointJob`]) and how to rebuild
 //! the state from one ([`BrokerStateMachine::restore`]).
 //!
-//! A checkpoint = the metadata snapshot (topics, offsets, queue bases, dedup window,
-//! last applied log id) + the [`super::journal`] of consume-queue units and key entries.
+//! A checkpoint = the metadata snapshot (topics, offsets, queue bases, queue locks, dedup
+//! window, last applied log id) + the [`super::journal`] of consume-queue units and key entries.
 //! After a restart the state machine starts from its last checkpoint and openraft re-applies
 //! only the log after it, so recovery is proportional to the tail, not to the log.
 //!
@@ -21,7 +21,7 @@ use super::command::AppendResult;
 use super::consume_queue::{ConsumeQueue, QueueTable};
 use super::journal::{self, Block, KeyRec};
 use super::key_index::{DedupWindow, IndexEntry, KeyIndex, DEDUP_WINDOW_MAX};
-use super::snapshot::SnapshotV1;
+use super::snapshot::Snapshot;
 use super::topics::TopicTable;
 use super::BrokerStateMachine;
 
@@ -34,7 +34,7 @@ const DEDUP_REWRITE_WINDOWS: usize = 4;
 pub struct CheckpointJob {
     /// Last applied log id the checkpoint covers.
     pub last_applied: Option<LogId>,
-    /// The metadata snapshot ([`SnapshotV1`] bytes).
+    /// The metadata snapshot ([`Snapshot`] bytes).
     pub meta: Vec<u8>,
     /// Journal blocks: appended to the current journal, or a whole new one if `rewrite`.
     pub journal: Vec<u8>,
@@ -262,7 +262,7 @@ impl BrokerStateMachine {
         journal_bytes: &[u8],
         dedup_bytes: &[u8],
     ) -> Result<BrokerStateMachine, String> {
-        let s = SnapshotV1::decode(meta)?;
+        let s = Snapshot::decode(meta)?;
         let mut queues = QueueTable::default();
         let mut keys = KeyIndex::default();
         // Size every collection once: growing them by doubling costs more than filling them.
@@ -387,6 +387,7 @@ impl BrokerStateMachine {
         sm.dedup = dedup;
         sm.last_store_time = s.last_store_time;
         sm.purged_upto = s.purged_upto;
+        sm.locks = s.locks;
         sm.ckpt.persisted = persisted;
         sm.ckpt.checkpointed = s.last_applied;
         sm.ckpt.dedup_journaled = dedup_total;

@@ -25,12 +25,13 @@
 use bincode::Options;
 use bytes::{BufMut, Bytes, BytesMut};
 use raftmq_protocol::body::topic::TopicConfig;
+use raftmq_protocol::body::MessageQueue;
 use raftmq_protocol::message::peek_total_size;
 use serde::{Deserialize, Serialize};
 
 /// Command tags (the first byte of every command).
 ///
-/// Tags 16 and up are reserved for commands that are designed but not implemented yet; a
+/// Tags 18 and up are reserved for commands that are designed but not implemented yet; a
 /// node that meets one stops (its apply fails) rather than skip a state change it does not
 /// understand, which would make it diverge from upgraded replicas.
 pub mod tags {
@@ -44,9 +45,9 @@ pub mod tags {
     pub const DELETE_TOPIC: u8 = 4;
     /// [`super::Command::Purge`]: retention, drop index entries below a physical offset.
     pub const PURGE: u8 = 5;
-    /// Reserved: `LOCK_BATCH_MQ` (group, queues, client id, leader-stamped expiry).
+    /// [`super::Command::LockQueues`]: `LOCK_BATCH_MQ`, grant queue locks to a client.
     pub const LOCK_QUEUES: u8 = 16;
-    /// Reserved: `UNLOCK_BATCH_MQ`.
+    /// [`super::Command::UnlockQueues`]: `UNLOCK_BATCH_MQ`, release a client's queue locks.
     pub const UNLOCK_QUEUES: u8 = 17;
     /// Reserved: "deliver due messages of delay level L up to offset N" — appends the real
     /// messages and advances the level's delivery offset in one step.
@@ -62,7 +63,7 @@ pub mod tags {
 
     /// True for tags reserved for later commands.
     pub fn is_reserved(tag: u8) -> bool {
-        (LOCK_QUEUES..=DELETE_SUBSCRIPTION_GROUP).contains(&tag)
+        (DELIVER_DELAYED..=DELETE_SUBSCRIPTION_GROUP).contains(&tag)
     }
 }
 
@@ -165,6 +166,25 @@ pub enum Command {
         /// First physical offset that is kept.
         upto_physical_offset: i64,
     },
+    /// Orderly-consumption locks: grant each queue to `client_id` unless another client
+    /// holds a live lock on it (see [`super::locks`]); answered [`Reply::Locked`].
+    LockQueues(QueueLockRequest),
+    /// Release those of the queues that `client_id` holds.
+    UnlockQueues(QueueLockRequest),
+}
+
+/// The body of [`Command::LockQueues`] / [`Command::UnlockQueues`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueLockRequest {
+    /// Consumer group.
+    pub group: String,
+    /// The requesting client's id.
+    pub client_id: String,
+    /// The queues, as the client named them.
+    pub queues: Vec<MessageQueue>,
+    /// The leader's clock when it proposed, ms: lock ages are measured with it, never with
+    /// the applying node's clock.
+    pub now_ms: i64,
 }
 
 fn bincode_options() -> impl Options {
@@ -223,6 +243,8 @@ impl Command {
             Command::UpsertTopic { .. } => tags::UPSERT_TOPIC,
             Command::DeleteTopic { .. } => tags::DELETE_TOPIC,
             Command::Purge { .. } => tags::PURGE,
+            Command::LockQueues(_) => tags::LOCK_QUEUES,
+            Command::UnlockQueues(_) => tags::UNLOCK_QUEUES,
         }
     }
 
@@ -245,6 +267,8 @@ impl Command {
             Command::Purge {
                 upto_physical_offset,
             } => with_tag(tags::PURGE, upto_physical_offset),
+            Command::LockQueues(r) => with_tag(tags::LOCK_QUEUES, r),
+            Command::UnlockQueues(r) => with_tag(tags::UNLOCK_QUEUES, r),
         }
     }
 
@@ -271,6 +295,8 @@ impl Command {
             tags::PURGE => Ok(Command::Purge {
                 upto_physical_offset: from_body("Purge", body)?,
             }),
+            tags::LOCK_QUEUES => from_body("LockQueues", body).map(Command::LockQueues),
+            tags::UNLOCK_QUEUES => from_body("UnlockQueues", body).map(Command::UnlockQueues),
             other => Err(CommandError::UnknownTag(other)),
         }
     }
@@ -338,7 +364,8 @@ pub struct AppendResult {
 /// What apply answers for one command.
 ///
 /// Layout: `u8 kind`, then for kind 1 `u32 count | count × (i32 queue_id | i64 queue_offset |
-/// i64 physical_offset | u8 duplicate)`, for kind 2 the UTF-8 reason; big-endian.
+/// i64 physical_offset | u8 duplicate)`, for kind 2 the UTF-8 reason, for kind 3
+/// `u32 count | count × u32 position`; big-endian.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
     /// Applied (commands without a result).
@@ -347,11 +374,15 @@ pub enum Reply {
     Appended(Vec<AppendResult>),
     /// The command was malformed or invalid and changed nothing (the same on every replica).
     Rejected(String),
+    /// A [`Command::LockQueues`]: positions in its `queues` of those the client now holds,
+    /// ascending.
+    Locked(Vec<u32>),
 }
 
 const REPLY_DONE: u8 = 0;
 const REPLY_APPENDED: u8 = 1;
 const REPLY_REJECTED: u8 = 2;
+const REPLY_LOCKED: u8 = 3;
 const APPEND_RESULT_BYTES: usize = 4 + 8 + 8 + 1;
 
 impl Reply {
@@ -376,6 +407,15 @@ impl Reply {
                 out.push(REPLY_REJECTED);
                 out.extend_from_slice(reason.as_bytes());
                 Bytes::from(out)
+            }
+            Reply::Locked(positions) => {
+                let mut out = BytesMut::with_capacity(5 + positions.len() * 4);
+                out.put_u8(REPLY_LOCKED);
+                out.put_u32(positions.len() as u32);
+                for p in positions {
+                    out.put_u32(*p);
+                }
+                out.freeze()
             }
         }
     }
@@ -409,6 +449,18 @@ impl Reply {
                 Some(Reply::Appended(results))
             }
             REPLY_REJECTED => Some(Reply::Rejected(String::from_utf8(body.to_vec()).ok()?)),
+            REPLY_LOCKED => {
+                let (count, rest) = body.split_at_checked(4)?;
+                let count = u32::from_be_bytes(count.try_into().ok()?) as usize;
+                if rest.len() != count.checked_mul(4)? {
+                    return None;
+                }
+                let positions = rest
+                    .chunks_exact(4)
+                    .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+                Some(Reply::Locked(positions))
+            }
             _ => None,
         }
     }

@@ -21,6 +21,8 @@
 //!   an upgraded replica makes would diverge.
 //! - **Idempotency**: for appends flagged dedup, a `(topic, UNIQ_KEY)` still in the window is
 //!   answered with its first result (marked duplicate) and adds no unit.
+//! - **Queue locks** are granted and aged by the `now_ms` the leader stamped in the lock or
+//!   unlock command (see [`super::locks`]); deleting a topic drops its locks.
 
 use std::sync::Arc;
 
@@ -33,18 +35,21 @@ use raftmq_raft::types::{LogId, StoredMembership};
 
 use super::arrivals::Arrivals;
 use super::checkpoint::CheckpointTracker;
-use super::command::{Append, AppendResult, Command, CommandError, OffsetCommit, Reply};
+use super::command::{
+    Append, AppendResult, Command, CommandError, OffsetCommit, QueueLockRequest, Reply,
+};
 use super::consume_queue::{Boundary, ConsumeQueue, CqUnit, QueueTable};
 use super::journal::KeyRec;
 use super::key_index::key_hash;
 use super::key_index::{DedupWindow, KeyIndex, DEDUP_WINDOW_MAX};
+use super::locks::QueueLocks;
 use super::offsets::ConsumerOffsets;
 use super::pull::{pull, PullLimits, PullResult, TagFilter};
-use super::snapshot::{QueueBase, SnapshotV1};
+use super::snapshot::{QueueBase, Snapshot};
 use super::topics::TopicTable;
 
-/// The broker's replicated state: topics, consume queues, consumer offsets, key index and
-/// idempotency window. See the module docs for the apply rules.
+/// The broker's replicated state: topics, consume queues, consumer offsets, key index,
+/// idempotency window and queue locks. See the module docs for the apply rules.
 #[derive(Debug, Clone)]
 pub struct BrokerStateMachine {
     pub(super) last_applied: Option<LogId>,
@@ -56,6 +61,7 @@ pub struct BrokerStateMachine {
     pub(super) dedup: DedupWindow,
     pub(super) last_store_time: i64,
     pub(super) purged_upto: i64,
+    pub(super) locks: QueueLocks,
     /// Apply signals for long polling; not state (never snapshotted), shared by clones.
     pub(super) arrivals: Arc<Arrivals>,
     /// What the checkpoint journal already holds; not state.
@@ -127,6 +133,7 @@ impl BrokerStateMachine {
             dedup: DedupWindow::default(),
             last_store_time: 0,
             purged_upto: 0,
+            locks: QueueLocks::default(),
             arrivals: Arrivals::shared(),
             ckpt: CheckpointTracker::default(),
         }
@@ -178,6 +185,7 @@ impl BrokerStateMachine {
                     self.offsets.remove_topic(&topic);
                     self.keys.remove_topic(&topic);
                     self.dedup.remove_topic(&topic);
+                    self.locks.remove_topic(&topic);
                     self.ckpt.reset();
                     self.publish_all();
                 }
@@ -200,6 +208,21 @@ impl BrokerStateMachine {
                     self.queues.purge_below(upto_physical_offset);
                     self.keys.purge_below(upto_physical_offset);
                 }
+                Reply::Done
+            }
+            Command::LockQueues(QueueLockRequest {
+                group,
+                client_id,
+                queues,
+                now_ms,
+            }) => Reply::Locked(self.locks.lock(&group, &client_id, &queues, now_ms)),
+            Command::UnlockQueues(QueueLockRequest {
+                group,
+                client_id,
+                queues,
+                now_ms,
+            }) => {
+                self.locks.unlock(&group, &client_id, &queues, now_ms);
                 Reply::Done
             }
         })
@@ -437,6 +460,11 @@ impl BrokerStateMachine {
         self.purged_upto
     }
 
+    /// The queue lock table.
+    pub fn locks(&self) -> &QueueLocks {
+        &self.locks
+    }
+
     /// Keys currently in the idempotency window.
     pub fn dedup_len(&self) -> usize {
         self.dedup.len()
@@ -452,7 +480,7 @@ impl BrokerStateMachine {
     /// The snapshot bytes, with or without the idempotency window (checkpoints journal the
     /// window instead of rewriting it every second).
     pub(super) fn snapshot_bytes_with(&self, dedup: bool) -> Result<Vec<u8>, SmError> {
-        SnapshotV1 {
+        Snapshot {
             last_applied: self.last_applied,
             membership: self.membership.clone(),
             data_version: self.topics.data_version(),
@@ -475,6 +503,7 @@ impl BrokerStateMachine {
             },
             last_store_time: self.last_store_time,
             purged_upto: self.purged_upto,
+            locks: self.locks.clone(),
         }
         .encode()
         .map_err(SmError)
@@ -488,7 +517,7 @@ impl BrokerStateMachine {
         membership: StoredMembership,
         data: &[u8],
     ) -> Result<(), SmError> {
-        let s = SnapshotV1::decode(data).map_err(SmError)?;
+        let s = Snapshot::decode(data).map_err(SmError)?;
         let mut queues = QueueTable::default();
         for b in &s.queues {
             queues.insert(
@@ -510,6 +539,7 @@ impl BrokerStateMachine {
             dedup: DedupWindow::from_entries(DEDUP_WINDOW_MAX, s.dedup),
             last_store_time: s.last_store_time,
             purged_upto: s.purged_upto,
+            locks: s.locks,
             arrivals: self.arrivals.clone(),
         };
         self.publish_all();

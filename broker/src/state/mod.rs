@@ -12,14 +12,15 @@
 //! - [`pull`]: TAG filters and the PULL_MESSAGE classification of §2.4.4.
 //! - [`topics`]: the topic table, seeded with the system topics, and its DataVersion.
 //! - [`offsets`]: consumer offsets.
+//! - [`locks`]: orderly-consumption queue locks (leader-stamped times).
 //! - [`key_index`]: `topic#key` → physical offsets, and the idempotent-produce window.
 //! - [`snapshot`]: the versioned metadata snapshot.
 //! - [`journal`], [`checkpoint`]: durable checkpoints (metadata + journaled units and key
 //!   entries) so a restart re-applies only the log after the last one.
 //! - [`machine`]: apply rules and queries.
 //!
-//! Not yet here (tags reserved in [`command::tags`]): queue locks, delay-delivery progress,
-//! transactions, subscription groups.
+//! Not yet here (tags reserved in [`command::tags`]): delay-delivery progress, transactions,
+//! subscription groups.
 
 pub mod arrivals;
 pub mod checkpoint;
@@ -27,6 +28,7 @@ pub mod command;
 pub mod consume_queue;
 pub mod journal;
 pub mod key_index;
+pub mod locks;
 pub mod machine;
 pub mod offsets;
 pub mod pull;
@@ -38,6 +40,8 @@ mod tests;
 #[cfg(test)]
 mod tests_checkpoint;
 #[cfg(test)]
+mod tests_locks;
+#[cfg(test)]
 mod tests_prop;
 #[cfg(test)]
 mod tests_query;
@@ -45,8 +49,8 @@ mod tests_query;
 pub use arrivals::Arrivals;
 pub use checkpoint::{CheckpointJob, CheckpointSink};
 pub use command::{
-    append_header, encode_append, Append, AppendResult, Command, CommandError, OffsetCommit, Reply,
-    APPEND_HEADER_BYTES,
+    append_header, encode_append, Append, AppendResult, Command, CommandError, OffsetCommit,
+    QueueLockRequest, Reply, APPEND_HEADER_BYTES,
 };
 pub use consume_queue::{Boundary, ConsumeQueue, CqUnit};
 pub use machine::BrokerStateMachine;

@@ -1,9 +1,12 @@
 //! The state machine's snapshot format: metadata only, never consume-queue units.
 //!
-//! Layout: `b"RMQBSM"`, a version byte (1), then the bincode 1.3 encoding (fixed-width
-//! big-endian integers, no trailing bytes) of [`SnapshotV1`]. Every collection is written in
-//! a defined order (ordered maps, or apply order for the idempotency window), so replicas
-//! that applied the same commands produce byte-identical snapshots.
+//! Layout: `b"RMQBSM"`, a version byte, then the bincode 1.3 encoding (fixed-width
+//! big-endian integers, no trailing bytes) of that version's struct: [`Snapshot`] for
+//! version 2 (written now), the same without the lock table for version 1 (still read, as
+//! an empty lock table: checkpoints and snapshots of older nodes stay loadable). Every
+//! collection is written in a defined order (ordered maps, or apply order for the
+//! idempotency window), so replicas that applied the same commands produce byte-identical
+//! snapshots.
 
 use bincode::Options;
 use raftmq_protocol::body::topic::{DataVersion, TopicConfig};
@@ -11,11 +14,14 @@ use raftmq_raft::types::{LogId, StoredMembership};
 use serde::{Deserialize, Serialize};
 
 use super::key_index::DedupEntry;
+use super::locks::QueueLocks;
 use super::offsets::ConsumerOffsets;
 
 const MAGIC: &[u8; 6] = b"RMQBSM";
-/// Current snapshot format version.
-pub const SNAPSHOT_VERSION: u8 = 1;
+/// Current snapshot format version (2: the lock table was added).
+pub const SNAPSHOT_VERSION: u8 = 2;
+/// The first format, without the lock table; still decoded.
+const SNAPSHOT_VERSION_V1: u8 = 1;
 
 /// A queue's offsets at the snapshot point.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,9 +37,9 @@ pub struct QueueBase {
     pub next_offset: i64,
 }
 
-/// Version 1 of the snapshot.
+/// The snapshot (format version [`SNAPSHOT_VERSION`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SnapshotV1 {
+pub struct Snapshot {
     /// Last applied log id.
     pub last_applied: Option<LogId>,
     /// Membership as of the last applied entry.
@@ -52,6 +58,52 @@ pub struct SnapshotV1 {
     pub last_store_time: i64,
     /// Highest purge point applied.
     pub purged_upto: i64,
+    /// Orderly-consumption locks.
+    pub locks: QueueLocks,
+}
+
+/// Format version 1: [`Snapshot`] without `locks` (members in the same order).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct SnapshotV1 {
+    pub last_applied: Option<LogId>,
+    pub membership: StoredMembership,
+    pub data_version: DataVersion,
+    pub topics: Vec<TopicConfig>,
+    pub offsets: ConsumerOffsets,
+    pub queues: Vec<QueueBase>,
+    pub dedup: Vec<DedupEntry>,
+    pub last_store_time: i64,
+    pub purged_upto: i64,
+}
+
+impl From<SnapshotV1> for Snapshot {
+    fn from(v: SnapshotV1) -> Snapshot {
+        Snapshot {
+            last_applied: v.last_applied,
+            membership: v.membership,
+            data_version: v.data_version,
+            topics: v.topics,
+            offsets: v.offsets,
+            queues: v.queues,
+            dedup: v.dedup,
+            last_store_time: v.last_store_time,
+            purged_upto: v.purged_upto,
+            locks: QueueLocks::default(),
+        }
+    }
+}
+
+impl SnapshotV1 {
+    /// Encodes in format version 1 (tests of the upgrade path).
+    #[cfg(test)]
+    pub(super) fn encode(&self) -> Result<Vec<u8>, String> {
+        let mut out = MAGIC.to_vec();
+        out.push(SNAPSHOT_VERSION_V1);
+        options()
+            .serialize_into(&mut out, self)
+            .map_err(|e| e.to_string())?;
+        Ok(out)
+    }
 }
 
 fn options() -> impl Options {
@@ -61,7 +113,7 @@ fn options() -> impl Options {
         .reject_trailing_bytes()
 }
 
-impl SnapshotV1 {
+impl Snapshot {
     /// Serializes the snapshot.
     pub fn encode(&self) -> Result<Vec<u8>, String> {
         let mut out = MAGIC.to_vec();
@@ -72,18 +124,23 @@ impl SnapshotV1 {
         Ok(out)
     }
 
-    /// Parses [`SnapshotV1::encode`]; a clear error for anything else.
-    pub fn decode(data: &[u8]) -> Result<SnapshotV1, String> {
+    /// Parses [`Snapshot::encode`] or a version 1 snapshot; a clear error for anything else.
+    pub fn decode(data: &[u8]) -> Result<Snapshot, String> {
         let body = data
             .strip_prefix(&MAGIC[..])
             .ok_or("not a RaftMQ broker snapshot (bad magic)")?;
         let (&version, body) = body.split_first().ok_or("broker snapshot truncated")?;
-        if version != SNAPSHOT_VERSION {
-            return Err(format!("unsupported broker snapshot version {version}"));
+        let malformed = |e: bincode::Error| format!("malformed broker snapshot v{version}: {e}");
+        let options = options().with_limit(body.len() as u64);
+        match version {
+            SNAPSHOT_VERSION => options.deserialize(body).map_err(malformed),
+            SNAPSHOT_VERSION_V1 => options
+                .deserialize::<SnapshotV1>(body)
+                .map(Snapshot::from)
+                .map_err(malformed),
+            _ => Err(format!(
+                "unsupported broker snapshot version {version} (written by a newer RaftMQ?)"
+            )),
         }
-        options()
-            .with_limit(body.len() as u64)
-            .deserialize(body)
-            .map_err(|e| format!("malformed broker snapshot: {e}"))
     }
 }

@@ -137,6 +137,22 @@ fn command_codec_round_trips() {
         Command::Purge {
             upto_physical_offset: 1 << 40,
         },
+        Command::LockQueues(QueueLockRequest {
+            group: "g".into(),
+            client_id: "10.0.0.9@1#1".into(),
+            queues: vec![raftmq_protocol::body::MessageQueue {
+                broker_name: "b".into(),
+                queue_id: 7,
+                topic: "T".into(),
+            }],
+            now_ms: 1_700_000_000_000,
+        }),
+        Command::UnlockQueues(QueueLockRequest {
+            group: "g".into(),
+            client_id: "c".into(),
+            queues: vec![],
+            now_ms: -1,
+        }),
     ];
     for c in commands {
         let bytes = c.encode();
@@ -172,7 +188,9 @@ fn command_garbage_is_an_error() {
         (vec![], "empty"),
         (vec![0], "tag 0"),
         (vec![99, 1, 2], "unknown"),
-        (vec![tags::LOCK_QUEUES], "reserved"),
+        (vec![tags::DELIVER_DELAYED], "reserved"),
+        (vec![tags::LOCK_QUEUES], "empty lock"),
+        (vec![tags::UNLOCK_QUEUES, 0, 0], "short unlock"),
         (good[..10].to_vec(), "short header"),
         (good[..good.len() - 1].to_vec(), "truncated record"),
         ([&good[..], &[0]].concat(), "trailing byte"),
@@ -218,7 +236,8 @@ fn command_garbage_is_an_error() {
         Command::decode(&Bytes::from_static(&[tags::END_TRANSACTION])),
         Err(CommandError::UnknownTag(tags::END_TRANSACTION))
     ));
-    assert!(tags::is_reserved(tags::LOCK_QUEUES) && !tags::is_reserved(tags::PURGE));
+    assert!(tags::is_reserved(tags::DELIVER_DELAYED) && !tags::is_reserved(tags::PURGE));
+    assert!(!tags::is_reserved(tags::LOCK_QUEUES) && !tags::is_reserved(tags::UNLOCK_QUEUES));
 }
 
 #[test]
@@ -241,6 +260,8 @@ fn reply_codec() {
                 duplicate: true,
             },
         ]),
+        Reply::Locked(vec![]),
+        Reply::Locked(vec![0, 2, u32::MAX]),
     ];
     for r in replies {
         assert_eq!(Reply::decode(&r.encode()), Some(r));
@@ -259,6 +280,8 @@ fn reply_codec() {
         &[1, 0, 0],
         &one[..one.len() - 1],
         &[2, 0xFF],
+        &[3, 0, 0, 0, 1, 0, 0, 0],
+        &[3, 0, 0, 0, 0, 9],
     ] {
         assert_eq!(Reply::decode(bad), None, "{bad:?}");
     }
@@ -427,7 +450,7 @@ fn invalid_appends_are_rejected_whole() {
 fn fatal_conditions() {
     let mut sm = BrokerStateMachine::new();
     assert!(sm
-        .apply_command(&Bytes::from_static(&[tags::LOCK_QUEUES, 0]), Some(0))
+        .apply_command(&Bytes::from_static(&[tags::DELIVER_DELAYED, 0]), Some(0))
         .is_err());
     assert!(sm
         .apply_command(&Bytes::from_static(&[200]), Some(0))

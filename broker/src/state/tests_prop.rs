@@ -76,7 +76,40 @@ pub(super) fn arb_command() -> impl Strategy<Value = Command> {
         any::<i64>().prop_map(|upto_physical_offset| Command::Purge {
             upto_physical_offset
         }),
+        arb_lock_command(),
     ]
+}
+
+/// Lock and unlock commands over a few groups, clients and queues, at times spanning a few
+/// lock lifetimes (so grants, refusals, steals and forgetting all happen).
+fn arb_lock_command() -> impl Strategy<Value = Command> {
+    (
+        any::<bool>(),
+        0..2usize,
+        0..3usize,
+        proptest::collection::vec((0..TOPICS.len(), 0..3i32), 0..4),
+        0i64..400_000,
+    )
+        .prop_map(|(lock, g, c, qs, now_ms)| {
+            let request = QueueLockRequest {
+                group: ["g", "h"][g].into(),
+                client_id: ["c1", "c2", "c3"][c].into(),
+                queues: qs
+                    .into_iter()
+                    .map(|(t, queue_id)| raftmq_protocol::body::MessageQueue {
+                        broker_name: "b".into(),
+                        queue_id,
+                        topic: TOPICS[t].into(),
+                    })
+                    .collect(),
+                now_ms,
+            };
+            if lock {
+                Command::LockQueues(request)
+            } else {
+                Command::UnlockQueues(request)
+            }
+        })
 }
 
 proptest! {
@@ -88,7 +121,7 @@ proptest! {
     }
 
     #[test]
-    fn garbage_commands_never_panic(tag in 0u8..8, body in proptest::collection::vec(any::<u8>(), 0..64)) {
+    fn garbage_commands_never_panic(tag in 0u8..24, body in proptest::collection::vec(any::<u8>(), 0..64)) {
         let mut bytes = vec![tag];
         bytes.extend_from_slice(&body);
         let bytes = Bytes::from(bytes);

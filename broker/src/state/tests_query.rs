@@ -444,8 +444,8 @@ fn snapshot_install_round_trip() {
     }
     assert_eq!(fresh.max_offset("A", 0), 3, "U1 twice: one unit");
     // The installed state re-snapshots to the same bytes except the queue min offsets.
-    let resnap = super::snapshot::SnapshotV1::decode(&fresh.snapshot().unwrap()).unwrap();
-    let orig = super::snapshot::SnapshotV1::decode(&data).unwrap();
+    let resnap = super::snapshot::Snapshot::decode(&fresh.snapshot().unwrap()).unwrap();
+    let orig = super::snapshot::Snapshot::decode(&data).unwrap();
     assert_eq!(resnap.topics, orig.topics);
     assert_eq!(resnap.dedup, orig.dedup);
     // Offsets keep growing from the bases; the window still answers duplicates.

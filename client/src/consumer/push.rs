@@ -496,12 +496,8 @@ impl Inner {
         let route = self.core.route(topic).await?;
         let mut last = ClientError::NoRoute(topic.to_owned());
         for b in &route.broker_datas {
-            let mut addrs: Vec<&String> = b.broker_addrs.values().collect();
-            if let Some(m) = b.master_addr() {
-                addrs.retain(|a| a.as_str() != m);
-                addrs.insert(0, b.broker_addrs.get(&0).unwrap_or(addrs[0]));
-            }
-            for addr in addrs {
+            // The master first (broker id 0 sorts first), then the followers.
+            for addr in b.broker_addrs.values() {
                 let h = ConsumerGroupRequestHeader {
                     consumer_group: self.cfg.group.clone(),
                 };
