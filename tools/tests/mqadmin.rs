@@ -4,11 +4,14 @@
 //! mqadmin (`cargo test --workspace` builds them).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::path::PathBuf;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+
+use common::Cluster;
 
 use serde_json::Value;
 
@@ -20,140 +23,35 @@ const TOPIC: &str = "AdminTopic";
 const DEADLINE: Duration = Duration::from_secs(90);
 const POLL: Duration = Duration::from_millis(200);
 
-/// Free loopback ports, all distinct (the listeners are held until all are chosen).
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
-
-/// A sample config with some keys replaced (others kept as written).
-fn rewrite(sample: &Path, set: &[(&str, String)]) -> String {
-    let text = std::fs::read_to_string(sample)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", sample.display()));
-    let mut out = String::new();
-    for line in text.lines() {
-        let key = line.split('=').next().unwrap_or("").trim();
-        match set
-            .iter()
-            .find(|(k, _)| *k == key && !line.trim_start().starts_with('#'))
-        {
-            Some((k, v)) => out.push_str(&format!("{k}={v}\n")),
-            None => {
-                out.push_str(line);
-                out.push('\n');
-            }
-        }
-    }
-    for (k, v) in set {
-        assert!(
-            out.contains(&format!("{k}={v}\n")),
-            "{} has no key {k}",
-            sample.display()
-        );
-    }
-    out
-}
-
-/// The processes; killed on drop, also when a test panics.
-struct Cluster {
-    dir: tempfile::TempDir,
-    children: Vec<(String, Child)>,
+/// The processes (the shared harness) and what mqadmin needs of them.
+struct Admin {
+    cluster: Cluster,
     namesrv: String,
     brokers: Vec<String>,
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for (_, c) in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
+impl Admin {
+    async fn start() -> Admin {
+        let cluster = Cluster::start().await;
+        Admin {
+            namesrv: cluster.namesrv(),
+            brokers: (0..3).map(|i| cluster.addr(i)).collect(),
+            cluster,
         }
-    }
-}
-
-fn bin(name: &str) -> PathBuf {
-    let dir = Path::new(MQADMIN).parent().unwrap();
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: mqadmin's tests run the real {name}; build the whole workspace \
-         into the same target directory first (cargo build --workspace, or cargo test --workspace)",
-        path.display()
-    );
-    path
-}
-
-impl Cluster {
-    fn start() -> Cluster {
-        let (namesrv_bin, broker_bin) = (bin("mqnamesrv"), bin("mqbroker"));
-        let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf");
-        let dir = tempfile::tempdir().unwrap();
-        let ports = free_ports(7);
-        let namesrv = format!("127.0.0.1:{}", ports[0]);
-        let peers = (0..3)
-            .map(|i| format!("n{i}-127.0.0.1:{}", ports[4 + i]))
-            .collect::<Vec<_>>()
-            .join(";");
-        let mut cluster = Cluster {
-            dir,
-            children: Vec::new(),
-            namesrv: namesrv.clone(),
-            brokers: (0..3)
-                .map(|i| format!("127.0.0.1:{}", ports[1 + i]))
-                .collect(),
-        };
-        let ns_conf = rewrite(
-            &conf.join("namesrv.conf"),
-            &[
-                ("listenPort", ports[0].to_string()),
-                ("bindAddress", "127.0.0.1".into()),
-            ],
-        );
-        cluster.spawn("mqnamesrv", &namesrv_bin, &ns_conf);
-        for i in 0..3 {
-            let store = cluster.dir.path().join(format!("n{i}"));
-            let text = rewrite(
-                &conf.join(format!("dledger/broker-n{i}.conf")),
-                &[
-                    ("listenPort", ports[1 + i].to_string()),
-                    ("namesrvAddr", namesrv.clone()),
-                    ("storePathRootDir", store.display().to_string()),
-                    ("dLegerPeers", peers.clone()),
-                ],
-            );
-            cluster.spawn(&format!("mqbroker-n{i}"), &broker_bin, &text);
-        }
-        cluster
-    }
-
-    fn spawn(&mut self, name: &str, bin: &Path, conf_text: &str) {
-        let conf = self.dir.path().join(format!("{name}.conf"));
-        std::fs::write(&conf, conf_text).unwrap();
-        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log"))).unwrap();
-        let child = Command::new(bin)
-            .arg("-c")
-            .arg(&conf)
-            .env("RUST_LOG", "info,openraft=warn")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        self.children.push((name.to_owned(), child));
     }
 
     /// The last lines of every process's log, for failure messages.
     fn logs(&self) -> String {
         let mut out = String::new();
-        for (name, _) in &self.children {
-            let text = std::fs::read_to_string(self.dir.path().join(format!("{name}.log")))
-                .unwrap_or_default();
+        let mut logs: Vec<PathBuf> = std::fs::read_dir(self.cluster.dir.path())
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        logs.retain(|p| p.extension().is_some_and(|e| e == "log"));
+        logs.sort();
+        for log in logs {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
-            out.push_str(&format!("---- {name} ----\n"));
+            out.push_str(&format!("---- {} ----\n", log.display()));
             for l in &lines[lines.len().saturating_sub(15)..] {
                 out.push_str(l);
                 out.push('\n');
@@ -239,9 +137,14 @@ fn failure(out: &Output) -> String {
     err
 }
 
-#[test]
-fn mqadmin_drives_a_three_node_group() {
-    let c = Cluster::start();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqadmin_drives_a_three_node_group() {
+    let c = Admin::start().await;
+    // mqadmin runs as child processes: the steps below block, off the runtime's workers.
+    tokio::task::block_in_place(|| drive(&c));
+}
+
+fn drive(c: &Admin) {
     let master = c.wait_for("a master", || c.master());
     assert!(
         c.brokers.contains(&master),
@@ -526,7 +429,10 @@ fn mqadmin_drives_a_three_node_group() {
         err.contains("TOPIC_NOT_EXIST") && err.starts_with("mqadmin topicRoute:"),
         "{err}"
     );
-    let dead = format!("127.0.0.1:{}", free_ports(1)[0]);
+    let dead = format!(
+        "127.0.0.1:{}",
+        raftmq_tools::playground::reserve(0).unwrap().0
+    );
     let out = Command::new(MQADMIN)
         .args(["clusterList", "-n", &dead])
         .output()
