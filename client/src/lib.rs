@@ -34,6 +34,8 @@ pub mod namesrv;
 pub mod producer;
 pub mod remoting;
 pub mod route;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 pub use consumer::pull::PullConsumer;
 pub use consumer::push::{

@@ -521,15 +521,23 @@ impl Producer {
                 }
                 Err(e) => return Err(last.map_or(e.clone(), |l| pick_error(l, e))),
             };
-            let mq = match fixed {
-                Some(mq) => mq.clone(),
+            let selected = match fixed {
+                Some(mq) => Some(mq.clone()),
                 None => {
                     let faults = lock(&self.faults);
-                    match info.select(avoid.as_deref(), &faults, now_ms()) {
-                        Some(q) => q.clone(),
-                        None => return Err(ClientError::NoRoute(p.topic.clone())),
-                    }
+                    info.select(avoid.as_deref(), &faults, now_ms()).cloned()
                 }
+            };
+            let Some(mq) = selected else {
+                // No group has a master in the cached route (an election was under way
+                // when it was fetched): wait for one instead of failing at once.
+                let e = ClientError::NoRoute(p.topic.clone());
+                if attempt == self.cfg.retries {
+                    return Err(e);
+                }
+                last = Some(e);
+                self.await_failover(&p.topic, "", None, false).await;
+                continue;
             };
             let Some(addr) = info.masters.get(&mq.broker_name).cloned() else {
                 // The fixed queue's group has no master right now: wait for one.
@@ -715,5 +723,147 @@ mod tests {
             assert_eq!(a, SelectByKey(k.into()).select(&queues, &m));
         }
         assert_eq!(SelectByKey("k".into()).select(&[], &m), 0);
+    }
+}
+
+#[cfg(test)]
+mod failover_tests {
+    #![allow(clippy::unwrap_used)]
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use raftmq_protocol::body::{encode_json, BrokerData, QueueData};
+    use raftmq_protocol::headers::SendMessageRequestHeaderV2;
+    use raftmq_protocol::message::decode_properties;
+
+    use super::*;
+    use crate::test_support::fake;
+
+    fn route(master: Option<&str>) -> TopicRouteData {
+        TopicRouteData {
+            broker_datas: vec![BrokerData {
+                broker_name: "g".into(),
+                cluster: "C".into(),
+                broker_addrs: master
+                    .map(|m| BTreeMap::from([(0, m.to_owned())]))
+                    .unwrap_or_default(),
+                ..Default::default()
+            }],
+            queue_datas: vec![QueueData {
+                broker_name: "g".into(),
+                read_queue_nums: 2,
+                write_queue_nums: 2,
+                perm: 6,
+                topic_sys_flag: 0,
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn stored(req: &RemotingCommand) -> RemotingCommand {
+        let mut r = RemotingCommand::response_to(req, ResponseCode::Success);
+        let h: SendMessageRequestHeaderV2 = req.header().unwrap();
+        r.ext_fields.insert("msgId", "OFFSETID");
+        r.ext_fields.insert("queueId", h.e.to_string());
+        r.ext_fields.insert("queueOffset", "7");
+        r
+    }
+
+    fn uniq_key(req: &RemotingCommand) -> String {
+        let h: SendMessageRequestHeaderV2 = req.header().unwrap();
+        decode_properties(h.i.as_deref().unwrap())
+            .get("UNIQ_KEY")
+            .unwrap()
+            .to_owned()
+    }
+
+    #[tokio::test]
+    async fn a_route_without_master_is_waited_out_not_spun_on() {
+        let broker = fake(stored).await;
+        let asked = Arc::new(AtomicUsize::new(0));
+        let a = asked.clone();
+        let b = broker.clone();
+        // An election: the first three answers show the group without a master.
+        let ns = fake(move |req| {
+            let n = a.fetch_add(1, Ordering::SeqCst);
+            let r = if n < 3 { route(None) } else { route(Some(&b)) };
+            RemotingCommand::response_to(req, ResponseCode::Success).with_body(encode_json(&r))
+        })
+        .await;
+        let p = Producer::start(ProducerConfig::new("pg", ns)).unwrap();
+        let r = p.send(Message::new("T", "x")).await.unwrap();
+        assert_eq!(
+            (r.queue_offset, r.broker_addr.as_str()),
+            (7, broker.as_str())
+        );
+        assert!(
+            asked.load(Ordering::SeqCst) >= 4,
+            "the route was polled until it had a master"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_send_refused_by_an_old_master_reaches_the_new_one_with_the_same_uniq_key() {
+        let keys: Arc<Mutex<Vec<(&'static str, String)>>> = Arc::default();
+        let k = keys.clone();
+        let old = fake(move |req| {
+            k.lock().unwrap().push(("old", uniq_key(req)));
+            RemotingCommand::error_to(req, ResponseCode::SystemBusy, "not the leader")
+        })
+        .await;
+        let k = keys.clone();
+        let new = fake(move |req| {
+            k.lock().unwrap().push(("new", uniq_key(req)));
+            stored(req)
+        })
+        .await;
+        let asked = Arc::new(AtomicUsize::new(0));
+        let a = asked.clone();
+        let (o, n) = (old.clone(), new.clone());
+        // The NameServer learns the new master after the first two route requests.
+        let ns = fake(move |req| {
+            let m = if a.fetch_add(1, Ordering::SeqCst) < 2 {
+                &o
+            } else {
+                &n
+            };
+            RemotingCommand::response_to(req, ResponseCode::Success)
+                .with_body(encode_json(&route(Some(m))))
+        })
+        .await;
+        let p = Producer::start(ProducerConfig::new("pg", ns)).unwrap();
+        let r = p.send(Message::new("T", "x")).await.unwrap();
+        assert_eq!(r.broker_addr, new);
+        let keys = keys.lock().unwrap();
+        assert_eq!(keys.first().map(|k| k.0), Some("old"));
+        assert_eq!(keys.last().map(|k| k.0), Some("new"));
+        assert!(
+            keys.iter().all(|k| k.1 == keys[0].1),
+            "one UNIQ_KEY for every attempt: {keys:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_ordered_send_waits_for_its_group_and_never_switches_queue() {
+        let broker = fake(stored).await;
+        let asked = Arc::new(AtomicUsize::new(0));
+        let a = asked.clone();
+        let b = broker.clone();
+        let ns = fake(move |req| {
+            let n = a.fetch_add(1, Ordering::SeqCst);
+            // The first answer has the master (to pick the queue), then an election.
+            let r = match n {
+                0 => route(Some(&b)),
+                1..=3 => route(None),
+                _ => route(Some(&b)),
+            };
+            RemotingCommand::response_to(req, ResponseCode::Success).with_body(encode_json(&r))
+        })
+        .await;
+        let p = Producer::start(ProducerConfig::new("pg", ns)).unwrap();
+        let mq = p.queues("T").await.unwrap()[1].clone();
+        p.core().refresh_route("T").await.unwrap(); // now without a master
+        let r = p.send_to_queue(Message::new("T", "x"), &mq).await.unwrap();
+        assert_eq!(r.queue, mq);
     }
 }

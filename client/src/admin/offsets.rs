@@ -87,24 +87,6 @@ pub struct ResetEntry {
     pub offset: i64,
 }
 
-/// The index of the client (among `clients` sorted ids) that owns queue `index` of
-/// `queues` sorted queues under RocketMQ's averaging allocation: contiguous blocks of
-/// `queues / clients`, the first `queues % clients` clients taking one more.
-pub fn averaged_owner(index: usize, queues: usize, clients: usize) -> Option<usize> {
-    if clients == 0 || index >= queues {
-        return None;
-    }
-    let (base, extra) = (queues / clients, queues % clients);
-    // The first `extra` clients own `base + 1` queues each.
-    let big = extra * (base + 1);
-    if index < big {
-        Some(index / (base + 1))
-    } else {
-        // Here base > 0: with fewer queues than clients every queue is below `big`.
-        (index - big).checked_div(base).map(|k| extra + k)
-    }
-}
-
 /// True for topics a consumer group's progress never includes: other groups' retry and
 /// dead-letter topics and RocketMQ's system topics.
 fn skipped_for_progress(topic: &str, group: &str) -> bool {
@@ -493,11 +475,19 @@ fn assign_clients(progress: &mut ConsumerProgress) {
             .iter()
             .position(|r| r.queue.topic != topic)
             .map_or(progress.rows.len(), |n| start + n);
-        let mut order: Vec<usize> = (start..end).collect();
-        order.sort_by(|&a, &b| progress.rows[a].queue.cmp(&progress.rows[b].queue));
-        for (k, &row) in order.iter().enumerate() {
-            progress.rows[row].client =
-                averaged_owner(k, order.len(), clients.len()).map(|c| clients[c].clone());
+        // Each client's share as its own rebalance computes it.
+        let queues: Vec<MessageQueue> = progress.rows[start..end]
+            .iter()
+            .map(|r| r.queue.clone())
+            .collect();
+        let mut owner = std::collections::HashMap::new();
+        for c in clients {
+            for q in crate::consumer::allocate_averagely(c, &queues, clients) {
+                owner.insert(q, c.clone());
+            }
+        }
+        for row in &mut progress.rows[start..end] {
+            row.client = owner.get(&row.queue).cloned();
         }
         start = end;
     }
@@ -515,37 +505,6 @@ fn queue_header(queue: &MessageQueue) -> QueueRequestHeader {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    #[test]
-    fn averaging_gives_contiguous_blocks_with_the_remainder_first() {
-        let owners = |q, c| (0..q).map(|i| averaged_owner(i, q, c)).collect::<Vec<_>>();
-        assert_eq!(
-            owners(8, 3),
-            [0, 0, 0, 1, 1, 1, 2, 2].map(Some).to_vec(),
-            "8 queues over 3 clients: 3, 3, 2"
-        );
-        assert_eq!(owners(4, 2), [0, 0, 1, 1].map(Some).to_vec());
-        assert_eq!(
-            owners(2, 4),
-            vec![Some(0), Some(1)],
-            "more clients than queues"
-        );
-        assert_eq!(owners(3, 0), vec![None, None, None]);
-        assert_eq!(averaged_owner(5, 5, 2), None);
-        // Every queue has exactly one owner, and block sizes differ by at most one.
-        for q in 0..20 {
-            for c in 1..7 {
-                let o = owners(q, c);
-                let mut counts = vec![0; c];
-                for x in &o {
-                    counts[x.unwrap()] += 1;
-                }
-                let (mn, mx) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
-                assert!(mx - mn <= 1, "q={q} c={c} {counts:?}");
-                assert!(o.windows(2).all(|w| w[0] <= w[1]), "contiguous: {o:?}");
-            }
-        }
-    }
 
     #[test]
     fn progress_skips_other_groups_and_system_topics() {

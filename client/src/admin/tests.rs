@@ -6,49 +6,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use bytes::{Buf, BytesMut};
 use raftmq_protocol::body::{encode_json, BrokerData, QueueData};
 use raftmq_protocol::headers::{
     PullMessageRequestHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader,
 };
 use raftmq_protocol::message::decode_properties;
-use raftmq_protocol::{decode_frame, encode_frame, Decoded};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::*;
 use crate::route::MessageQueue;
 
-type Handler = Arc<dyn Fn(&RemotingCommand) -> RemotingCommand + Send + Sync>;
-
-/// A server answering each request with `handler(request)`; its address.
-async fn fake(
-    handler: impl Fn(&RemotingCommand) -> RemotingCommand + Send + Sync + 'static,
-) -> String {
-    let handler: Handler = Arc::new(handler);
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            let handler = handler.clone();
-            tokio::spawn(async move {
-                let mut buf = BytesMut::new();
-                loop {
-                    while let Ok(Decoded::Frame { command, consumed }) = decode_frame(&buf) {
-                        buf.advance(consumed);
-                        let resp = handler(&command);
-                        s.write_all(&encode_frame(&resp).unwrap()).await.unwrap();
-                    }
-                    match s.read_buf(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(_) => {}
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
+use crate::test_support::fake;
 
 /// An address nothing listens on.
 async fn dead_addr() -> String {
