@@ -291,7 +291,10 @@ impl Broker {
             Some(RequestCode::SendMessage)
             | Some(RequestCode::SendMessageV2)
             | Some(RequestCode::SendBatchMessage) => self.send(&req, peer).await,
-            Some(RequestCode::PullMessage) => self.pull(&req).await,
+            // LITE_PULL_MESSAGE: same header and semantics (lite-pull consumers, spec §5.5).
+            Some(RequestCode::PullMessage) | Some(RequestCode::LitePullMessage) => {
+                self.pull(&req).await
+            }
             Some(RequestCode::QueryConsumerOffset) => self.query_consumer_offset(&req),
             Some(RequestCode::UpdateConsumerOffset) => self.update_consumer_offset(&req).await,
             Some(RequestCode::GetMaxOffset) => self.get_max_offset(&req),
