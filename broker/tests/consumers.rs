@@ -23,7 +23,7 @@ use raftmq_protocol::headers::{
     ConsumerGroupRequestHeader, GetMaxOffsetRequestHeader, GetRouteInfoRequestHeader,
     OffsetResponseHeader, PullMessageRequestHeader, PullMessageResponseHeader,
     SendMessageRequestHeaderV2, SendMessageResponseHeader, UnregisterClientRequestHeader,
-    PULL_FLAG_SUBSCRIPTION, PULL_FLAG_SUSPEND,
+    PULL_FLAG_LITE_PULL, PULL_FLAG_SUBSCRIPTION, PULL_FLAG_SUSPEND,
 };
 use raftmq_protocol::message::{encode_properties, MessageRecord};
 use raftmq_protocol::{RemotingCommand, StrMap};
@@ -266,6 +266,16 @@ async fn long_polls_wake_on_apply_on_leader_and_follower() {
     // No heartbeat at all: `*`.
     let resp = c.call(pull("NoHeartbeatGroup", 0, 0, 0)).await;
     assert_eq!(resp.code, ResponseCode::Success.code());
+
+    // LITE_PULL_MESSAGE (361), as lite-pull consumers send it, is a pull.
+    let mut lite = pull(
+        "LiteGroup",
+        2,
+        PULL_FLAG_SUBSCRIPTION | PULL_FLAG_LITE_PULL,
+        0,
+    );
+    lite.code = RequestCode::LitePullMessage.code();
+    assert_one_message(&c.call(lite).await, 2, "third");
 
     group.shutdown().await;
 }

@@ -353,39 +353,48 @@ fn print_config_of_the_sample_file() {
     assert!(stdout.contains("listenPort=30911"), "{stdout}");
 }
 
-/// Sends the same UNIQ_KEY twice to a group configured with `extra`; returns both offsets.
-async fn same_uniq_key_twice(name: &str, extra: &str) -> (i64, i64) {
+/// Sends the same UNIQ_KEY twice to each of `topics` (queue 0) of a group configured with
+/// `extra`; returns both offsets per topic.
+async fn same_uniq_key_twice(name: &str, extra: &str, topics: &[&str]) -> Vec<(i64, i64)> {
     let group = Group::start_with(name, extra).await;
     let mut master = stable_master(&group).await;
     let mut c = RawClient::connect(master).await;
     let mut props = StrMap::new();
     props.insert("UNIQ_KEY", "AC110001000018B4AAC2000000000042");
-    let r = req(
-        RequestCode::SendMessageV2,
-        &send_header(0, Some(encode_properties(&props))),
-    )
-    .with_body(Bytes::from_static(b"once or twice"));
-    let mut offsets = Vec::new();
-    for _ in 0..2 {
-        let resp = send_retry(&group, &mut c, &mut master, r.clone()).await;
-        assert_eq!(resp.code, ResponseCode::Success.code(), "{:?}", resp.remark);
-        offsets.push(
-            resp.header::<SendMessageResponseHeader>()
-                .unwrap()
-                .queue_offset,
-        );
+    let mut out = Vec::new();
+    for topic in topics {
+        let mut header = send_header(0, Some(encode_properties(&props)));
+        header.b = (*topic).into();
+        let r = req(RequestCode::SendMessageV2, &header)
+            .with_body(Bytes::from_static(b"once or twice"));
+        let mut offsets = Vec::new();
+        for _ in 0..2 {
+            let resp = send_retry(&group, &mut c, &mut master, r.clone()).await;
+            assert_eq!(resp.code, ResponseCode::Success.code(), "{:?}", resp.remark);
+            offsets.push(
+                resp.header::<SendMessageResponseHeader>()
+                    .unwrap()
+                    .queue_offset,
+            );
+        }
+        out.push((offsets[0], offsets[1]));
     }
     group.shutdown().await;
-    (offsets[0], offsets[1])
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resent_uniq_key_is_stored_once_unless_detection_is_off() {
-    // A retry (same UNIQ_KEY) is answered with the first result: one stored message.
-    assert_eq!(same_uniq_key_twice("broker-d1", "").await, (0, 0));
+    // A retry (same UNIQ_KEY) is answered with the first result: one stored message. Not
+    // on a %RETRY% topic: a consumer client re-sends a message there on each failed
+    // consumption (its CONSUMER_SEND_MSG_BACK fallback), keeping the UNIQ_KEY.
+    assert_eq!(
+        same_uniq_key_twice("broker-d1", "", &[TOPIC, "%RETRY%ConsumerGroupA"]).await,
+        vec![(0, 0), (0, 1)]
+    );
     // Off: stored twice, as RocketMQ does for a Message object sent twice.
     assert_eq!(
-        same_uniq_key_twice("broker-d2", "duplicateDetectionEnable=false\n").await,
-        (0, 1)
+        same_uniq_key_twice("broker-d2", "duplicateDetectionEnable=false\n", &[TOPIC]).await,
+        vec![(0, 1)]
     );
 }

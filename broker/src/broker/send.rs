@@ -52,6 +52,14 @@ fn err(req: &RemotingCommand, code: ResponseCode, remark: impl Into<String>) -> 
     RemotingCommand::error_to(req, code, remark)
 }
 
+/// Whether a send to `topic` asks apply for the idempotency window. Never for `%RETRY%` /
+/// `%DLQ%` topics: a client whose CONSUMER_SEND_MSG_BACK fails re-sends the consumed message
+/// there itself, keeping its UNIQ_KEY, once per failed attempt; each attempt must be stored
+/// (deduplicated, the second "consume later" of a message would vanish behind SEND_OK).
+fn dedup_for(enabled: bool, topic: &str) -> bool {
+    enabled && !topic.starts_with(RETRY_PREFIX) && !topic.starts_with(DLQ_PREFIX)
+}
+
 /// Step 2 of §2.4.1: the topic name's characters and length, and the reserved names.
 pub fn check_topic_name(topic: &str) -> Result<(), (ResponseCode, String)> {
     let max = if topic.starts_with(RETRY_PREFIX) || topic.starts_with(DLQ_PREFIX) {
@@ -180,7 +188,7 @@ impl Broker {
         let mut command = Vec::with_capacity(len);
         append_header(
             &mut command,
-            self.config.duplicate_detection_enable,
+            dedup_for(self.config.duplicate_detection_enable, &h.topic),
             now,
             records.len() as u32,
         );

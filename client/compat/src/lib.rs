@@ -1,0 +1,1 @@
+//! Empty: the compatibility tests live in `tests/`.
