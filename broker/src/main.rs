@@ -62,13 +62,35 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(run(config))
 }
 
+/// How long a port that is in use is retried at start-up.
+const BIND_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Binds `addr`, retrying for a while when the port is in use: a port in the kernel's
+/// ephemeral range (the samples' raft ports 40911-40913 are) can be held for a moment
+/// by an outgoing connection's local end, e.g. right after a crash and restart.
+async fn bind_patiently(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
+    let deadline = tokio::time::Instant::now() + BIND_PATIENCE;
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                warn!(%addr, "port in use, retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let raft_addr = config.raft_self_addr().to_owned();
-    let raft_listener = tokio::net::TcpListener::bind(&raft_addr)
+    let raft_listener = bind_patiently(&raft_addr)
         .await
         .with_context(|| format!("cannot listen for raft peers on {raft_addr}"))?;
     let client_bind = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), config.listen_port);
-    let client_listener = tokio::net::TcpListener::bind(client_bind)
+    let client_listener = bind_patiently(&client_bind.to_string())
         .await
         .with_context(|| format!("cannot listen for clients on {client_bind}"))?;
     let (name, addr, ns) = (

@@ -615,6 +615,14 @@ pub async fn run_producer(args: ProducerArgs) -> anyhow::Result<Summary> {
     stop.store(true, Ordering::Relaxed);
     let (t0, probe) = measure_start.unwrap_or_else(|| (Instant::now(), CpuProbe::start()));
     let secs = t0.elapsed().as_secs_f64();
+    // An outage still running at the end is a gap too (no later ack closes it).
+    let now_us = started.elapsed().as_micros() as u64;
+    let last_ack = counters.last_ack_us.load(Ordering::Relaxed);
+    if last_ack > 0 {
+        counters
+            .max_gap_us
+            .fetch_max(now_us.saturating_sub(last_ack), Ordering::Relaxed);
+    }
     let cpu = probe.finish();
     for h in handles {
         let _ = h.await;
