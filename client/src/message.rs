@@ -39,6 +39,7 @@ impl Message {
 
     /// Sets the tag consumers filter on.
     pub fn with_tags(mut self, tags: impl Into<String>) -> Self {
+        let tags: String = tags.into();
         self.properties.insert(keys::TAGS, tags);
         self
     }
@@ -59,6 +60,7 @@ impl Message {
 
     /// Sets a user property.
     pub fn with_property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        let (key, value): (String, String) = (key.into(), value.into());
         self.properties.insert(key, value);
         self
     }

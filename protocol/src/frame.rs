@@ -6,7 +6,13 @@
 //! An incomplete frame is [`Decoded::Incomplete`]; anything malformed is a
 //! [`ProtocolError`] and the caller closes that connection.
 
-use bytes::Bytes;
+use std::borrow::Cow;
+use std::fmt;
+use std::io::Write as _;
+
+use bytes::{Buf, Bytes, BytesMut};
+use compact_str::CompactString;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -74,8 +80,40 @@ pub fn decode_frame_with_limit(buf: &[u8], frame_bytes_max: usize) -> Result<Dec
     })
 }
 
+/// Takes the whole frame at the front of `buf` off it and decodes it; `Ok(None)` when the
+/// frame is incomplete (nothing is consumed).
+///
+/// The body is a slice of `buf`'s allocation, not a copy: servers decode every frame of a
+/// read this way (the memory is reused once all such bodies are dropped).
+pub fn decode_frame_buf(
+    buf: &mut BytesMut,
+    frame_bytes_max: usize,
+) -> Result<Option<RemotingCommand>> {
+    let Some(total) = check_frame(buf, frame_bytes_max)? else {
+        return Ok(None);
+    };
+    let mut frame = buf.split_to(total).freeze();
+    frame.advance(4);
+    parse_frame_bytes(frame).map(Some)
+}
+
+/// [`parse_frame_payload`] with the body sliced out of `payload` instead of copied.
+pub fn parse_frame_bytes(payload: Bytes) -> Result<RemotingCommand> {
+    let (mut command, body_start) = parse_header(&payload)?;
+    command.body = payload.slice(body_start..);
+    Ok(command)
+}
+
 /// Parses a frame without its length prefix: header mark, header, body.
 pub fn parse_frame_payload(payload: &[u8]) -> Result<RemotingCommand> {
+    let (mut command, body_start) = parse_header(payload)?;
+    command.body = Bytes::copy_from_slice(&payload[body_start..]);
+    Ok(command)
+}
+
+/// Decodes the header mark and header; returns the command (empty body) and where the
+/// body starts in `payload`.
+fn parse_header(payload: &[u8]) -> Result<(RemotingCommand, usize)> {
     let mark = payload.get(..4).ok_or(ProtocolError::Truncated {
         what: "header mark",
         needed: 4,
@@ -91,7 +129,7 @@ pub fn parse_frame_payload(payload: &[u8]) -> Result<RemotingCommand> {
             available: rest.len(),
         });
     }
-    let (header, body) = rest.split_at(header_len);
+    let header = &rest[..header_len];
     let serialize_type =
         SerializeType::from_byte(ty).ok_or(ProtocolError::UnknownSerializeType(ty))?;
     let mut command = match serialize_type {
@@ -99,8 +137,7 @@ pub fn parse_frame_payload(payload: &[u8]) -> Result<RemotingCommand> {
         SerializeType::RocketMq => decode_binary_header(header)?,
     };
     command.serialize_type = serialize_type;
-    command.body = Bytes::copy_from_slice(body);
-    Ok(command)
+    Ok((command, 4 + header_len))
 }
 
 /// Encodes `command` as one frame in its own serialization.
@@ -146,10 +183,10 @@ pub fn encode_frame_into(command: &RemotingCommand, out: &mut Vec<u8>) -> Result
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct JsonHeader {
+struct JsonHeader<'a> {
     code: i32,
-    #[serde(default)]
-    language: Option<String>,
+    #[serde(default, borrow)]
+    language: Option<Cow<'a, str>>,
     #[serde(default)]
     version: Option<i32>,
     #[serde(default)]
@@ -159,7 +196,118 @@ struct JsonHeader {
     #[serde(default)]
     remark: Option<String>,
     #[serde(default)]
-    ext_fields: Option<serde_json::Map<String, Value>>,
+    ext_fields: Option<ExtFields>,
+}
+
+/// `extFields` read straight into a [`StrMap`] in wire order: no intermediate map, and
+/// short keys and values stay inline. `null` values drop the key; other non-string
+/// values become their JSON text, as a `serde_json::Value` would print them.
+struct ExtFields(StrMap);
+
+/// A JSON string read without an intermediate `String` where possible.
+struct Text(CompactString);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Text;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Text, E> {
+                Ok(Text(CompactString::from(v)))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> std::result::Result<Text, E> {
+                Ok(Text(CompactString::from(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// One `extFields` value: `None` for null.
+struct ExtValue(Option<CompactString>);
+
+impl<'de> Deserialize<'de> for ExtValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        fn text(v: Value) -> ExtValue {
+            ExtValue(Some(CompactString::from(v.to_string())))
+        }
+        impl<'de> Visitor<'de> for V {
+            type Value = ExtValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<ExtValue, E> {
+                Ok(ExtValue(Some(CompactString::from(v))))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> std::result::Result<ExtValue, E> {
+                Ok(ExtValue(Some(CompactString::from(v))))
+            }
+            fn visit_unit<E: de::Error>(self) -> std::result::Result<ExtValue, E> {
+                Ok(ExtValue(None))
+            }
+            fn visit_none<E: de::Error>(self) -> std::result::Result<ExtValue, E> {
+                Ok(ExtValue(None))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> std::result::Result<ExtValue, E> {
+                Ok(text(Value::from(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> std::result::Result<ExtValue, E> {
+                Ok(text(Value::from(v)))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> std::result::Result<ExtValue, E> {
+                Ok(text(Value::from(v)))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> std::result::Result<ExtValue, E> {
+                Ok(text(Value::from(v)))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> std::result::Result<ExtValue, A::Error> {
+                Value::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(text)
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> std::result::Result<ExtValue, A::Error> {
+                Value::deserialize(de::value::MapAccessDeserializer::new(map)).map(text)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for ExtFields {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ExtFields;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object of header fields")
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<ExtFields, A::Error> {
+                let mut fields = StrMap::with_capacity(map.size_hint().unwrap_or(16));
+                while let Some((Text(k), ExtValue(v))) = map.next_entry()? {
+                    match v {
+                        Some(v) => fields.insert(k, v),
+                        // A repeated key's later null wins, as in a JSON object.
+                        None => {
+                            fields.remove(&k);
+                        }
+                    }
+                }
+                Ok(ExtFields(fields))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 fn decode_json_header(header: &[u8]) -> Result<RemotingCommand> {
@@ -169,14 +317,6 @@ fn decode_json_header(header: &[u8]) -> Result<RemotingCommand> {
         what: "header",
         detail: e.to_string(),
     })?;
-    let mut ext_fields = StrMap::new();
-    for (k, v) in h.ext_fields.unwrap_or_default() {
-        match v {
-            Value::Null => {}
-            Value::String(s) => ext_fields.insert(k, s),
-            other => ext_fields.insert(k, other.to_string()),
-        }
-    }
     Ok(RemotingCommand {
         code: h.code,
         language: h
@@ -187,7 +327,7 @@ fn decode_json_header(header: &[u8]) -> Result<RemotingCommand> {
         opaque: h.opaque.unwrap_or(0),
         flag: h.flag.unwrap_or(0),
         remark: h.remark,
-        ext_fields,
+        ext_fields: h.ext_fields.map(|f| f.0).unwrap_or_default(),
         body: Bytes::new(),
         serialize_type: SerializeType::Json,
     })
@@ -199,8 +339,12 @@ fn encode_json_header(c: &RemotingCommand, out: &mut Vec<u8>) {
         // Serializing a &str into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut *out, s);
     }
+    fn int(out: &mut Vec<u8>, v: i32) {
+        // Writing into a Vec cannot fail.
+        let _ = write!(out, "{v}");
+    }
     out.extend_from_slice(b"{\"code\":");
-    out.extend_from_slice(c.code.to_string().as_bytes());
+    int(out, c.code);
     if !c.ext_fields.is_empty() {
         out.extend_from_slice(b",\"extFields\":{");
         for (i, (k, v)) in c.ext_fields.sorted().into_iter().enumerate() {
@@ -214,17 +358,17 @@ fn encode_json_header(c: &RemotingCommand, out: &mut Vec<u8>) {
         out.push(b'}');
     }
     out.extend_from_slice(b",\"flag\":");
-    out.extend_from_slice(c.flag.to_string().as_bytes());
+    int(out, c.flag);
     out.extend_from_slice(b",\"language\":");
     string(out, c.language.name());
     out.extend_from_slice(b",\"opaque\":");
-    out.extend_from_slice(c.opaque.to_string().as_bytes());
+    int(out, c.opaque);
     if let Some(remark) = &c.remark {
         out.extend_from_slice(b",\"remark\":");
         string(out, remark);
     }
     out.extend_from_slice(b",\"serializeTypeCurrentRPC\":\"JSON\",\"version\":");
-    out.extend_from_slice(c.version.to_string().as_bytes());
+    int(out, c.version);
     out.push(b'}');
 }
 
@@ -263,11 +407,9 @@ impl<'a> Reader<'a> {
         }
         Ok(raw as usize)
     }
-    fn string(&mut self, n: usize, what: &'static str) -> Result<String> {
+    fn str(&mut self, n: usize, what: &'static str) -> Result<&'a str> {
         let b = self.take(n, what)?;
-        std::str::from_utf8(b)
-            .map(str::to_owned)
-            .map_err(|_| ProtocolError::InvalidUtf8(what))
+        std::str::from_utf8(b).map_err(|_| ProtocolError::InvalidUtf8(what))
     }
 }
 
@@ -285,7 +427,7 @@ fn decode_binary_header(header: &[u8]) -> Result<RemotingCommand> {
     let remark_len = r.len(remark_len.into(), "remark")?;
     let remark = match remark_len {
         0 => None,
-        n => Some(r.string(n, "remark")?),
+        n => Some(r.str(n, "remark")?.to_owned()),
     };
     let ext_len = r.i32("ext map length")?;
     let ext_len = r.len(ext_len.into(), "ext map")?;
@@ -298,10 +440,10 @@ fn decode_binary_header(header: &[u8]) -> Result<RemotingCommand> {
     while m.pos < ext_bytes.len() {
         let klen = m.i16("ext key length")?;
         let klen = m.len(klen.into(), "ext key")?;
-        let key = m.string(klen, "ext key")?;
+        let key = m.str(klen, "ext key")?;
         let vlen = m.i32("ext value length")?;
         let vlen = m.len(vlen.into(), "ext value")?;
-        let value = m.string(vlen, "ext value")?;
+        let value = m.str(vlen, "ext value")?;
         // The reference decodes zero-length strings as null: such entries vanish.
         if !key.is_empty() && !value.is_empty() {
             ext_fields.insert(key, value);

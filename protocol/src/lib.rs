@@ -30,6 +30,8 @@ pub mod msgid;
 pub mod strmap;
 
 pub use command::{RemotingCommand, SerializeType};
+/// The string type of [`StrMap`] keys and values (inline up to 24 bytes).
+pub use compact_str::CompactString;
 pub use error::{ProtocolError, Result};
 pub use frame::{decode_frame, encode_frame, Decoded, FRAME_BYTES_MAX};
 pub use strmap::StrMap;

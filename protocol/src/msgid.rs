@@ -114,10 +114,32 @@ pub fn parse_uniq_key(id: &str) -> Result<UniqKeyParts> {
 
 /// The broker's offset message id: STOREHOST address and port, then PHYSICALOFFSET (spec §4.2).
 pub fn encode_offset_msg_id(store_host: SocketAddr, physical_offset: i64) -> String {
-    let mut raw = ip_octets(store_host.ip());
-    raw.extend_from_slice(&i32::from(store_host.port()).to_be_bytes());
-    raw.extend_from_slice(&physical_offset.to_be_bytes());
-    hex_upper(&raw)
+    let mut s = String::with_capacity(56);
+    push_offset_msg_id(&mut s, store_host, physical_offset);
+    s
+}
+
+/// Appends the offset message id to `out` (as [`encode_offset_msg_id`], without allocating
+/// a string of its own).
+pub fn push_offset_msg_id(out: &mut String, store_host: SocketAddr, physical_offset: i64) {
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    let mut raw = [0u8; 28];
+    let ip_len = match store_host.ip() {
+        IpAddr::V4(v4) => {
+            raw[..4].copy_from_slice(&v4.octets());
+            4
+        }
+        IpAddr::V6(v6) => {
+            raw[..16].copy_from_slice(&v6.octets());
+            16
+        }
+    };
+    raw[ip_len..ip_len + 4].copy_from_slice(&i32::from(store_host.port()).to_be_bytes());
+    raw[ip_len + 4..ip_len + 12].copy_from_slice(&physical_offset.to_be_bytes());
+    for b in &raw[..ip_len + 12] {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xF)]));
+    }
 }
 
 /// Decodes an offset message id into the storing broker's address and the physical offset.

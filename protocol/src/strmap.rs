@@ -3,18 +3,31 @@
 //! Used for header `extFields` and message properties: both are tiny (tens of
 //! entries), both must keep the order a sender chose so encodings are
 //! reproducible byte for byte, and both overwrite on a repeated key.
+//!
+//! Keys and values are [`CompactString`]s: nearly all of them are at most 24 bytes and
+//! then live inline, so decoding a header or a property string does not allocate per
+//! entry (the send path decodes two such maps per message).
 
-/// Insertion-ordered `String -> String` map with overwrite-in-place semantics.
+use compact_str::CompactString;
+
+/// Insertion-ordered string map with overwrite-in-place semantics.
 /// Equality ignores order: two maps are equal when they hold the same entries.
 #[derive(Debug, Clone, Default)]
 pub struct StrMap {
-    entries: Vec<(String, String)>,
+    entries: Vec<(CompactString, CompactString)>,
 }
 
 impl StrMap {
     /// An empty map.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty map with room for `n` entries.
+    pub fn with_capacity(n: usize) -> Self {
+        StrMap {
+            entries: Vec::with_capacity(n),
+        }
     }
 
     /// Number of entries.
@@ -41,7 +54,7 @@ impl StrMap {
     }
 
     /// Sets `key` to `value`; an existing key keeps its position.
-    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
+    pub fn insert(&mut self, key: impl Into<CompactString>, value: impl Into<CompactString>) {
         let key = key.into();
         let value = value.into();
         match self.entries.iter_mut().find(|(k, _)| *k == key) {
@@ -53,7 +66,7 @@ impl StrMap {
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<String> {
         let pos = self.entries.iter().position(|(k, _)| k == key)?;
-        Some(self.entries.remove(pos).1)
+        Some(self.entries.remove(pos).1.into_string())
     }
 
     /// Entries in insertion order.
@@ -77,7 +90,7 @@ impl PartialEq for StrMap {
 
 impl Eq for StrMap {}
 
-impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for StrMap {
+impl<K: Into<CompactString>, V: Into<CompactString>> FromIterator<(K, V)> for StrMap {
     fn from_iter<T: IntoIterator<Item = (K, V)>>(iter: T) -> Self {
         let mut m = StrMap::new();
         for (k, v) in iter {

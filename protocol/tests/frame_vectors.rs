@@ -234,3 +234,63 @@ fn two_frames_back_to_back() {
     };
     assert_eq!(command.serialize_type, SerializeType::RocketMq);
 }
+
+#[test]
+fn buffer_decoding_matches_slice_decoding_and_shares_the_body() {
+    use bytes::BytesMut;
+    use raftmq_protocol::frame::decode_frame_buf;
+    use raftmq_protocol::FRAME_BYTES_MAX;
+    for name in ["V1", "V2", "V3", "V4", "V6", "V7", "V8"] {
+        let bytes = vector(name);
+        let expected = decode_whole(&bytes);
+        // Two frames back to back, and a cut-off third.
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&bytes);
+        buf.extend_from_slice(&bytes);
+        buf.extend_from_slice(&bytes[..bytes.len() - 1]);
+        for _ in 0..2 {
+            let start = buf.as_ptr() as usize;
+            let got = decode_frame_buf(&mut buf, FRAME_BYTES_MAX)
+                .unwrap()
+                .unwrap();
+            assert_eq!(got, expected, "{name}");
+            if !got.body.is_empty() {
+                let body_at = got.body.as_ptr() as usize;
+                assert!(
+                    body_at > start && body_at < start + bytes.len(),
+                    "{name}: body copied"
+                );
+            }
+        }
+        assert_eq!(decode_frame_buf(&mut buf, FRAME_BYTES_MAX).unwrap(), None);
+        assert_eq!(
+            buf.len(),
+            bytes.len() - 1,
+            "{name}: an incomplete frame is left alone"
+        );
+    }
+}
+
+#[test]
+fn json_ext_fields_of_other_types_read_as_their_json_text() {
+    let header = br#"{"code":10,"extFields":{"s":"x\"y","n":-12,"b":true,"f":1.5,"nul":null,"o":{"k":[1,"2"]},"dup":"1","dup":null,"e":""},"flag":0,"language":"JAVA","opaque":3,"version":1}"#;
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&((4 + header.len()) as u32).to_be_bytes());
+    frame.extend_from_slice(&(header.len() as u32).to_be_bytes());
+    frame.extend_from_slice(header);
+    let c = decode_whole(&frame);
+    let ext = &c.ext_fields;
+    assert_eq!(ext.get("s"), Some("x\"y"));
+    assert_eq!(ext.get("n"), Some("-12"));
+    assert_eq!(ext.get("b"), Some("true"));
+    assert_eq!(ext.get("f"), Some("1.5"));
+    assert_eq!(ext.get("o"), Some(r#"{"k":[1,"2"]}"#));
+    assert_eq!(ext.get("e"), Some(""));
+    assert!(!ext.contains_key("nul"));
+    assert!(
+        !ext.contains_key("dup"),
+        "a later null wins over an earlier value"
+    );
+    assert_eq!(ext.len(), 6);
+    assert_eq!((c.code, c.opaque, c.language), (10, 3, LanguageCode::Java));
+}

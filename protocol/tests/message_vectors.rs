@@ -40,6 +40,17 @@ fn v5_record_round_trips_and_names_its_broker() {
     assert_eq!((host, offset), (rec.store_host, 123_456));
     let uniq = parse_uniq_key(rec.properties.get(keys::UNIQ_KEY).unwrap()).unwrap();
     assert_eq!((uniq.pid, uniq.counter), (0x3039, 1));
+
+    // The shared decode gives the same record, its body a view of the input.
+    let shared = bytes::Bytes::from(v5.clone());
+    let (rec2, len2) = MessageRecord::decode_shared(&shared).unwrap();
+    assert_eq!((rec2, len2), (rec, len));
+    let (start, end) = (
+        shared.as_ptr() as usize,
+        shared.as_ptr() as usize + shared.len(),
+    );
+    let (rec2, _) = MessageRecord::decode_shared(&shared).unwrap();
+    assert!((start..end).contains(&(rec2.body.as_ptr() as usize)));
 }
 
 #[test]

@@ -42,14 +42,18 @@ pub struct EnvelopeError(pub String);
 
 /// Encodes commands (or replies) as one envelope.
 pub fn encode_envelope(items: &[Bytes]) -> Bytes {
-    let len = ENVELOPE_HEADER_BYTES
-        + items
-            .iter()
-            .map(|c| COMMAND_HEADER_BYTES + c.len())
-            .sum::<usize>();
-    let mut out = BytesMut::with_capacity(len);
+    encode_envelope_of(items.iter().map(|b| &b[..]))
+}
+
+/// [`encode_envelope`] over borrowed items (the proposer's batch needs no clones).
+fn encode_envelope_of<'a>(items: impl Iterator<Item = &'a [u8]> + Clone) -> Bytes {
+    let (count, data) = items
+        .clone()
+        .fold((0usize, 0usize), |(n, b), c| (n + 1, b + c.len()));
+    let mut out =
+        BytesMut::with_capacity(ENVELOPE_HEADER_BYTES + count * COMMAND_HEADER_BYTES + data);
     out.put_u8(ENVELOPE_VERSION);
-    out.put_u32(items.len() as u32);
+    out.put_u32(count as u32);
     for c in items {
         out.put_u32(c.len() as u32);
         out.put_slice(c);
@@ -148,9 +152,10 @@ async fn run(
         let raft = raft.clone();
         let peers = peers.clone();
         tokio::spawn(async move {
-            let commands: Vec<Bytes> = batch.iter().map(|p| p.command.clone()).collect();
-            let outcome =
-                tokio::time::timeout(timeout, raft.client_write(encode_envelope(&commands))).await;
+            let envelope = encode_envelope_of(batch.iter().map(|p| &p.command[..]));
+            // The commands are in the envelope now: free them while raft works.
+            let batch: Vec<_> = batch.into_iter().map(|p| p.reply).collect();
+            let outcome = tokio::time::timeout(timeout, raft.client_write(envelope)).await;
             drop(permit);
             let replies = match outcome {
                 Ok(Ok(resp)) => decode_envelope(&resp.data)
@@ -181,13 +186,13 @@ async fn run(
             };
             match replies {
                 Ok(replies) => {
-                    for (p, (_, r)) in batch.into_iter().zip(replies) {
-                        let _ = p.reply.send(Ok(r));
+                    for (reply, (_, r)) in batch.into_iter().zip(replies) {
+                        let _ = reply.send(Ok(r));
                     }
                 }
                 Err(e) => {
-                    for p in batch {
-                        let _ = p.reply.send(Err(e.clone()));
+                    for reply in batch {
+                        let _ = reply.send(Err(e.clone()));
                     }
                 }
             }

@@ -17,7 +17,7 @@ use raftmq_protocol::headers::{
 use raftmq_protocol::message::{
     decode_batch, decode_properties, keys, MessageRecord, PROPERTIES_BYTES_MAX,
 };
-use raftmq_protocol::msgid::encode_offset_msg_id;
+use raftmq_protocol::msgid::push_offset_msg_id;
 use raftmq_protocol::{RemotingCommand, StrMap};
 use raftmq_raft::status::Role;
 
@@ -171,8 +171,9 @@ impl Broker {
         };
 
         let now = now_ms();
-        let template = self.record_template(&h, queue_id, peer, now);
         let header_props = decode_properties(h.properties.as_deref().unwrap_or(""));
+        let dedup = dedup_for(self.config.duplicate_detection_enable, &h.topic);
+        let template = self.record_template(h, queue_id, peer, now);
         let (records, uniq) = if batch {
             self.batch_records(req, template, &header_props)?
         } else {
@@ -186,12 +187,7 @@ impl Broker {
                 .map(MessageRecord::encoded_len)
                 .sum::<usize>();
         let mut command = Vec::with_capacity(len);
-        append_header(
-            &mut command,
-            dedup_for(self.config.duplicate_detection_enable, &h.topic),
-            now,
-            records.len() as u32,
-        );
+        append_header(&mut command, dedup, now, records.len() as u32);
         for r in &records {
             r.encode(&mut command)
                 .map_err(|e| err(req, ResponseCode::MessageIllegal, e.to_string()))?;
@@ -217,11 +213,13 @@ impl Broker {
         let stored = results.iter().filter(|r| !r.duplicate).count();
         self.stats.add_put(stored as u64);
         let store_host = self.client_addr();
-        let msg_id = results
-            .iter()
-            .map(|r| encode_offset_msg_id(store_host, r.physical_offset))
-            .collect::<Vec<_>>()
-            .join(",");
+        let mut msg_id = String::with_capacity(results.len() * 33);
+        for (i, r) in results.iter().enumerate() {
+            if i > 0 {
+                msg_id.push(',');
+            }
+            push_offset_msg_id(&mut msg_id, store_host, r.physical_offset);
+        }
         let header = SendMessageResponseHeader {
             msg_id,
             queue_id: results[0].queue_id,
@@ -236,12 +234,13 @@ impl Broker {
 
     /// The topic's config, auto-creating it from the template when allowed (step 3).
     async fn topic_for_send(&self, req: &RemotingCommand, h: &SendMessageRequestHeader) -> Resp2 {
-        let (existing, template) = self.node.state_machine().with(|sm| {
-            (
-                sm.topic(&h.topic).cloned(),
-                sm.topic(&h.default_topic).cloned(),
-            )
-        });
+        let (existing, template) = self
+            .node
+            .state_machine()
+            .with(|sm| match sm.topic(&h.topic) {
+                Some(t) => (Some(SendTopic::of(t)), None),
+                None => (None, sm.topic(&h.default_topic).cloned()),
+            });
         if let Some(t) = existing {
             return Ok(t);
         }
@@ -281,7 +280,7 @@ impl Broker {
             Reply::Done => {
                 tracing::info!(topic = %h.topic, queues = config.write_queue_nums, "auto-created topic");
                 self.poke_registrar();
-                Ok(config)
+                Ok(SendTopic::of(&config))
             }
             other => Err(err(
                 req,
@@ -293,7 +292,7 @@ impl Broker {
 
     fn record_template(
         &self,
-        h: &SendMessageRequestHeader,
+        h: SendMessageRequestHeader,
         queue_id: i32,
         peer: SocketAddr,
         now: i64,
@@ -311,7 +310,7 @@ impl Broker {
             reconsume_times: h.reconsume_times.unwrap_or(0),
             prepared_transaction_offset: 0,
             body: Bytes::new(),
-            topic: h.topic.clone(),
+            topic: h.topic,
             properties: StrMap::new(),
         }
     }
@@ -326,7 +325,7 @@ impl Broker {
         if !props.contains_key(keys::UNIQ_KEY) {
             props.insert(keys::UNIQ_KEY, self.uniq.generate(now_ms()));
         }
-        props.insert(keys::CLUSTER, self.config.broker_cluster_name.clone());
+        props.insert(keys::CLUSTER, self.config.broker_cluster_name.as_str());
         if !props.contains_key(keys::MSG_REGION) {
             props.insert(keys::MSG_REGION, DEFAULT_REGION);
         }
@@ -377,4 +376,22 @@ impl Broker {
     }
 }
 
-type Resp2 = Result<TopicConfig, RemotingCommand>;
+type Resp2 = Result<SendTopic, RemotingCommand>;
+
+/// What a send needs of its topic's config (copied out instead of cloning the config).
+#[derive(Debug, Clone, Copy)]
+struct SendTopic {
+    perm: i32,
+    read_queue_nums: i32,
+    write_queue_nums: i32,
+}
+
+impl SendTopic {
+    fn of(t: &TopicConfig) -> Self {
+        SendTopic {
+            perm: t.perm,
+            read_queue_nums: t.read_queue_nums,
+            write_queue_nums: t.write_queue_nums,
+        }
+    }
+}

@@ -89,7 +89,8 @@ fn prepare(append: &Append) -> Result<Vec<Prepared>, String> {
     let mut out = Vec::with_capacity(append.records.len());
     let mut offset = super::command::APPEND_HEADER_BYTES;
     for (k, bytes) in append.records.iter().enumerate() {
-        let (record, len) = MessageRecord::decode(bytes).map_err(|e| format!("record {k}: {e}"))?;
+        let (record, len) =
+            MessageRecord::decode_shared(bytes).map_err(|e| format!("record {k}: {e}"))?;
         if len != bytes.len() {
             return Err(format!("record {k}: TOTALSIZE {len} ≠ {}", bytes.len()));
         }

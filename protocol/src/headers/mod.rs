@@ -5,6 +5,8 @@
 //! optional. Fields are emitted in declaration order, which is Java's fast-encode
 //! order, so ROCKETMQ-serialized frames match the reference byte for byte.
 
+use compact_str::{CompactString, ToCompactString};
+
 use crate::error::{ProtocolError, Result};
 use crate::strmap::StrMap;
 
@@ -49,14 +51,14 @@ fn invalid(key: &str, value: &str, reason: &str) -> ProtocolError {
 /// Parses one text value the way the Java receiver does.
 pub trait ExtScalar: Sized {
     /// The wire text.
-    fn to_text(&self) -> String;
+    fn to_text(&self) -> CompactString;
     /// Parses the wire text of `key`.
     fn from_text(key: &str, text: &str) -> Result<Self>;
 }
 
 impl ExtScalar for String {
-    fn to_text(&self) -> String {
-        self.clone()
+    fn to_text(&self) -> CompactString {
+        CompactString::from(self.as_str())
     }
     fn from_text(_: &str, text: &str) -> Result<Self> {
         Ok(text.to_owned())
@@ -64,8 +66,8 @@ impl ExtScalar for String {
 }
 
 impl ExtScalar for bool {
-    fn to_text(&self) -> String {
-        self.to_string()
+    fn to_text(&self) -> CompactString {
+        CompactString::const_new(if *self { "true" } else { "false" })
     }
     /// Java's `Boolean.parseBoolean`: "true" in any case is true, anything else false.
     fn from_text(_: &str, text: &str) -> Result<Self> {
@@ -76,8 +78,8 @@ impl ExtScalar for bool {
 macro_rules! int_scalar {
     ($($t:ty),*) => {$(
         impl ExtScalar for $t {
-            fn to_text(&self) -> String {
-                self.to_string()
+            fn to_text(&self) -> CompactString {
+                self.to_compact_string()
             }
             fn from_text(key: &str, text: &str) -> Result<Self> {
                 text.trim().parse::<$t>().map_err(|e| invalid(key, text, &e.to_string()))
@@ -91,7 +93,7 @@ macro_rules! ext_value {
     ($($t:ty),*) => {$(
         impl ExtValue for $t {
             fn put(&self, ext: &mut StrMap, key: &'static str) {
-                ext.insert(key, self.to_text());
+                ext.insert(CompactString::const_new(key), self.to_text());
             }
             fn take(ext: &StrMap, key: &'static str) -> Result<Self> {
                 let text = ext.get(key).ok_or(ProtocolError::MissingField(key))?;
@@ -101,7 +103,7 @@ macro_rules! ext_value {
         impl ExtValue for Option<$t> {
             fn put(&self, ext: &mut StrMap, key: &'static str) {
                 if let Some(v) = self {
-                    ext.insert(key, v.to_text());
+                    ext.insert(CompactString::const_new(key), v.to_text());
                 }
             }
             fn take(ext: &StrMap, key: &'static str) -> Result<Self> {
@@ -137,7 +139,9 @@ macro_rules! ext_header {
         impl $crate::headers::CommandHeader for $name {
             fn to_ext(&self) -> $crate::strmap::StrMap {
                 #[allow(unused_mut)]
-                let mut ext = $crate::strmap::StrMap::new();
+                let mut ext = $crate::strmap::StrMap::with_capacity(
+                    <[&str]>::len(&[$($key),*]),
+                );
                 $($crate::headers::ExtValue::put(&self.$field, &mut ext, $key);)*
                 ext
             }

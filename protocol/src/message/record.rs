@@ -166,6 +166,18 @@ impl MessageRecord {
     ///
     /// BODYCRC is not checked (clients do not check it by default); see [`Self::decode_verified`].
     pub fn decode(buf: &[u8]) -> Result<(MessageRecord, usize)> {
+        Self::decode_with(buf, Bytes::copy_from_slice)
+    }
+
+    /// [`Self::decode`] with the body sliced out of `buf` instead of copied.
+    pub fn decode_shared(buf: &Bytes) -> Result<(MessageRecord, usize)> {
+        Self::decode_with(buf, |body| buf.slice_ref(body))
+    }
+
+    fn decode_with(
+        buf: &[u8],
+        body_of: impl FnOnce(&[u8]) -> Bytes,
+    ) -> Result<(MessageRecord, usize)> {
         let total = check_total_size(buf)?;
         let mut r = Reader::new(buf.get(..total).unwrap_or_default());
         r.take(4, "TOTALSIZE")?;
@@ -186,7 +198,7 @@ impl MessageRecord {
         let reconsume_times = r.i32("RECONSUMETIMES")?;
         let prepared_transaction_offset = r.i64("PREPARED TRANSACTION OFFSET")?;
         let body_len = non_negative(r.i32("BODYLEN")?.into(), "message body")?;
-        let body = Bytes::copy_from_slice(r.take(body_len, "BODY")?);
+        let body = body_of(r.take(body_len, "BODY")?);
         let topic_len = if magic == MAGIC_V1 {
             i64::from(r.i8("TOPICLEN")?)
         } else {
