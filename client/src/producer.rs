@@ -510,10 +510,13 @@ impl Producer {
     ) -> Result<SendResult, ClientError> {
         let mut avoid: Option<String> = None;
         let mut last: Option<ClientError> = None;
-        for attempt in 0..=self.cfg.retries {
+        let started = Instant::now();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
             let info = match self.publish_info(&p.topic).await {
                 Ok(info) => info,
-                Err(e) if e.is_retryable() && attempt < self.cfg.retries => {
+                Err(e) if self.may_retry(attempt, &e, started) => {
                     last = Some(e);
                     tokio::time::sleep(FAILOVER_POLL).await;
                     let _ = self.core.refresh_route(&p.topic).await;
@@ -532,51 +535,92 @@ impl Producer {
                 // No group has a master in the cached route (an election was under way
                 // when it was fetched): wait for one instead of failing at once.
                 let e = ClientError::NoRoute(p.topic.clone());
-                if attempt == self.cfg.retries {
+                if !self.may_retry(attempt, &e, started) {
                     return Err(e);
                 }
                 last = Some(e);
-                self.await_failover(&p.topic, "", None, false).await;
+                self.await_failover(&p.topic, "", None, false, false).await;
                 continue;
             };
             let Some(addr) = info.masters.get(&mq.broker_name).cloned() else {
                 // The fixed queue's group has no master right now: wait for one.
                 let e = ClientError::NoRoute(p.topic.clone());
-                if attempt == self.cfg.retries {
+                if !self.may_retry(attempt, &e, started) {
                     return Err(e);
                 }
                 last = Some(e);
-                self.await_failover(&p.topic, &mq.broker_name, None, fixed.is_some())
+                self.await_failover(&p.topic, &mq.broker_name, None, fixed.is_some(), false)
                     .await;
                 continue;
             };
             match self.attempt(&addr, &mq, p).await {
                 Ok(r) => return Ok(r),
-                Err(e) if e.is_retryable() && attempt < self.cfg.retries => {
+                Err(e) if self.may_retry(attempt, &e, started) => {
                     tracing::debug!(%addr, attempt, error = %e, "send failed, retrying");
                     avoid = Some(mq.broker_name.clone());
-                    self.await_failover(&p.topic, &mq.broker_name, Some(&addr), fixed.is_some())
-                        .await;
+                    // A node that answered is alive: a moment later it may be ready (a
+                    // leader just elected); a dead one is waited out for a new master.
+                    let alive = matches!(e, ClientError::Broker { .. });
+                    self.await_failover(
+                        &p.topic,
+                        &mq.broker_name,
+                        Some(&addr),
+                        fixed.is_some(),
+                        alive,
+                    )
+                    .await;
                     last = Some(e);
                 }
                 Err(e) => return Err(e),
             }
         }
-        Err(last.unwrap_or_else(|| ClientError::NoRoute(p.topic.clone())))
+    }
+
+    /// True when a send that failed with `e` on its `attempt`-th try (1-based) goes on:
+    /// within the configured retries, or, for failures a failover causes (unreachable or
+    /// closed connection, busy or not-the-leader answers, no master), until
+    /// [`ProducerConfig::failover_wait`] has passed since the send began, however many
+    /// tries that takes.
+    fn may_retry(&self, attempt: u32, e: &ClientError, started: Instant) -> bool {
+        if !e.is_retryable() {
+            return false;
+        }
+        if attempt <= self.cfg.retries {
+            return true;
+        }
+        let failover = match e {
+            ClientError::Broker { code, .. } => {
+                *code == ResponseCode::SystemBusy.code()
+                    || *code == ResponseCode::ServiceNotAvailable.code()
+            }
+            ClientError::Connect { .. }
+            | ClientError::ConnectionClosed { .. }
+            | ClientError::NoRoute(_) => true,
+            _ => false,
+        };
+        failover && started.elapsed() < self.cfg.failover_wait
     }
 
     /// After a failed send to `group`'s master `failed` (None: it had no master): refreshes
     /// the route at once, and when there is nowhere else to send (`same_group`, or no
     /// other group with a master), keeps polling the NameServer until the group shows a
-    /// different master or [`ProducerConfig::failover_wait`] passes.
+    /// different master or [`ProducerConfig::failover_wait`] passes. `alive`: the node
+    /// answered (busy, not the leader yet): one refresh and a short pause suffice.
     async fn await_failover(
         &self,
         topic: &str,
         group: &str,
         failed: Option<&str>,
         same_group: bool,
+        alive: bool,
     ) {
         let deadline = Instant::now() + self.cfg.failover_wait;
+        if alive {
+            // The node answered: refresh the route once and try again after a pause.
+            let _ = self.core.refresh_route(topic).await;
+            tokio::time::sleep(FAILOVER_POLL).await;
+            return;
+        }
         loop {
             let route = self.core.refresh_route(topic).await.ok().or_else(|| {
                 // An auto-created topic: follow the template's route.
