@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use raftmq_protocol::body::lock::MessageQueue as WireQueue;
 use raftmq_protocol::body::{
     decode_json, encode_json, ConsumerData, ConsumerIdList, HeartbeatData, LockBatchRequestBody,
-    LockBatchResponseBody, SubscriptionData, UnlockBatchRequestBody,
+    LockBatchResponseBody, SubscriptionData,
 };
 use raftmq_protocol::codes::{RequestCode, ResponseCode};
 use raftmq_protocol::headers::{
@@ -992,25 +992,39 @@ impl Inner {
         }
     }
 
-    /// LOCK_BATCH_MQ for `mqs`, per broker group; granted queues are trusted for 30 s,
-    /// refused ones stop being consumed.
-    async fn lock_queues(&self, mqs: &[MessageQueue]) {
+    /// One LOCK_BATCH_MQ or UNLOCK_BATCH_MQ request (`code`) per broker group of `mqs`
+    /// whose master is known: the master, the group's queues, the request.
+    fn lock_requests<'q>(
+        &self,
+        mqs: &'q [MessageQueue],
+        code: RequestCode,
+    ) -> Vec<(String, Vec<&'q MessageQueue>, RemotingCommand)> {
         let mut by_group: BTreeMap<&str, Vec<&MessageQueue>> = BTreeMap::new();
         for q in mqs {
             by_group.entry(q.broker_name.as_str()).or_default().push(q);
         }
-        for (group, qs) in by_group {
-            let Some(addr) = self.core.master_of(group) else {
-                continue;
-            };
-            let body = LockBatchRequestBody {
-                client_id: self.core.client_id().to_owned(),
-                consumer_group: self.cfg.group.clone(),
-                mq_set: qs.iter().map(|q| wire_queue(q)).collect(),
-                only_this_broker: false,
-            };
-            let req = RemotingCommand::request(RequestCode::LockBatchMq.code(), StrMap::new())
-                .with_body(encode_json(&body));
+        by_group
+            .into_iter()
+            .filter_map(|(group, qs)| {
+                let addr = self.core.master_of(group)?;
+                // UNLOCK_BATCH_MQ's body has the same shape.
+                let body = LockBatchRequestBody {
+                    client_id: self.core.client_id().to_owned(),
+                    consumer_group: self.cfg.group.clone(),
+                    mq_set: qs.iter().map(|q| wire_queue(q)).collect(),
+                    only_this_broker: false,
+                };
+                let req = RemotingCommand::request(code.code(), StrMap::new())
+                    .with_body(encode_json(&body));
+                Some((addr, qs, req))
+            })
+            .collect()
+    }
+
+    /// LOCK_BATCH_MQ for `mqs`, per broker group; granted queues are trusted for 30 s,
+    /// refused ones stop being consumed.
+    async fn lock_queues(&self, mqs: &[MessageQueue]) {
+        for (addr, qs, req) in self.lock_requests(mqs, RequestCode::LockBatchMq) {
             let asked_at = Instant::now();
             let granted: Vec<WireQueue> =
                 match self.core.pool().call(&addr, req, REQUEST_TIMEOUT).await {
@@ -1043,22 +1057,7 @@ impl Inner {
     }
 
     async fn unlock(&self, mqs: &[MessageQueue]) {
-        let mut by_group: BTreeMap<&str, Vec<&MessageQueue>> = BTreeMap::new();
-        for q in mqs {
-            by_group.entry(q.broker_name.as_str()).or_default().push(q);
-        }
-        for (group, qs) in by_group {
-            let Some(addr) = self.core.master_of(group) else {
-                continue;
-            };
-            let body = UnlockBatchRequestBody {
-                client_id: self.core.client_id().to_owned(),
-                consumer_group: self.cfg.group.clone(),
-                mq_set: qs.iter().map(|q| wire_queue(q)).collect(),
-                only_this_broker: false,
-            };
-            let req = RemotingCommand::request(RequestCode::UnlockBatchMq.code(), StrMap::new())
-                .with_body(encode_json(&body));
+        for (addr, _, req) in self.lock_requests(mqs, RequestCode::UnlockBatchMq) {
             let _ = self.core.pool().call(&addr, req, REQUEST_TIMEOUT).await;
         }
     }
