@@ -55,16 +55,26 @@ fn lock_request(req: &RemotingCommand) -> Result<QueueLockRequest, RemotingComma
 }
 
 impl Broker {
+    /// The parsed LOCK/UNLOCK_BATCH_MQ request, or the answer when it is malformed or this
+    /// node is not the leader.
+    fn leader_lock_request(
+        &self,
+        req: &RemotingCommand,
+    ) -> Result<QueueLockRequest, RemotingCommand> {
+        let request = lock_request(req)?;
+        let status = self.status();
+        if status.role != Role::Leader {
+            return Err(self.not_leader(req, status.leader));
+        }
+        Ok(request)
+    }
+
     /// LOCK_BATCH_MQ: grants the free (or expired, or already own) queues to the client.
     pub(super) async fn lock_batch(&self, req: &RemotingCommand) -> RemotingCommand {
-        let request = match lock_request(req) {
+        let request = match self.leader_lock_request(req) {
             Ok(r) => r,
             Err(resp) => return resp,
         };
-        let status = self.status();
-        if status.role != Role::Leader {
-            return self.not_leader(req, status.leader);
-        }
         let queues = request.queues.clone();
         let (group, client) = (request.group.clone(), request.client_id.clone());
         let granted = if queues.is_empty() {
@@ -98,14 +108,10 @@ impl Broker {
 
     /// UNLOCK_BATCH_MQ: releases those of the queues the client holds.
     pub(super) async fn unlock_batch(&self, req: &RemotingCommand) -> RemotingCommand {
-        let request = match lock_request(req) {
+        let request = match self.leader_lock_request(req) {
             Ok(r) => r,
             Err(resp) => return resp,
         };
-        let status = self.status();
-        if status.role != Role::Leader {
-            return self.not_leader(req, status.leader);
-        }
         if request.queues.is_empty() {
             return RemotingCommand::response_to(req, ResponseCode::Success);
         }

@@ -919,8 +919,8 @@ impl Inner {
             props.insert(keys::ORIGIN_MESSAGE_ID, m.msg_id());
         }
         props.insert(keys::DELAY, (3 + m.reconsume_times()).to_string());
-        // A fresh id: the broker's duplicate detection would take the copy for the original.
-        props.insert(keys::UNIQ_KEY, self.core.new_uniq_key());
+        // The copy keeps the original's UNIQ_KEY, as RocketMQ's does: brokers never apply
+        // duplicate detection to retry topics.
         let retry_topic = format!("%RETRY%{}", self.cfg.group);
         let h = SendMessageRequestHeaderV2 {
             a: self.cfg.group.clone(),
