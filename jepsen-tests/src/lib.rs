@@ -1,0 +1,5 @@
+//! jepsen-tests: runs a NameServer and a 3-node broker group as real processes, injects
+//! faults (kills, pauses, partitions), records every client operation, and checks from
+//! the history alone that no acknowledged message was lost.
+
+pub mod history;
