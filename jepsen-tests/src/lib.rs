@@ -3,3 +3,4 @@
 //! the history alone that no acknowledged message was lost.
 
 pub mod history;
+pub mod recorder;
