@@ -4,3 +4,4 @@
 
 pub mod history;
 pub mod recorder;
+pub mod workload;
