@@ -2,6 +2,9 @@
 //! faults (kills, pauses, partitions), records every client operation, and checks from
 //! the history alone that no acknowledged message was lost.
 
+pub mod checker;
 pub mod history;
 pub mod recorder;
+pub mod report;
+pub mod run;
 pub mod workload;
