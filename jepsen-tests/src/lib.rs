@@ -2,5 +2,8 @@
 //! faults (kills, pauses, partitions), records every client operation, and checks from
 //! the history alone that no acknowledged message was lost.
 
+pub mod cluster;
 pub mod history;
+pub mod nemesis;
+pub mod net;
 pub mod recorder;
