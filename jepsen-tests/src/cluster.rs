@@ -12,7 +12,10 @@
 //!   delete what was created in <data> (logs stay)
 //! ```
 
-use std::collections::BTreeMap;
+mod config;
+mod servers;
+mod status;
+
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -23,9 +26,14 @@ use raftmq_client::admin::AdminClient;
 use raftmq_protocol::body::RaftGroupStatus;
 use raftmq_tools::playground::conf::{self, Ports};
 use raftmq_tools::playground::ports::reserve;
-use raftmq_tools::playground::procs::{self, Binaries, Proc, PID_FILE};
+use raftmq_tools::playground::procs::{self, Binaries, PID_FILE};
 
 use crate::net::{self, host_octet, Net};
+
+pub use config::override_keys;
+use servers::{write, Kind, Procs, Slot};
+use status::healthy;
+pub use status::{leader_of, status_lines};
 
 /// Nodes in the broker group.
 pub const NODES: usize = conf::NODES;
@@ -40,8 +48,6 @@ const NETNS_RAFT_PORT: u16 = 20911;
 const STATUS_TIMEOUT: Duration = Duration::from_millis(1000);
 /// How often the wait_* functions ask again.
 const POLL_EVERY: Duration = Duration::from_millis(100);
-/// How long a SIGKILLed process may take to be reaped.
-const REAP_WITHIN: Duration = Duration::from_secs(10);
 
 /// `flushDiskType` of the brokers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,30 +114,6 @@ impl ClusterSpec {
     }
 }
 
-/// One server's process slot.
-#[derive(Debug)]
-struct Slot {
-    name: String,
-    conf: PathBuf,
-    proc: Option<Proc>,
-    paused: bool,
-    /// Starts so far (names the log of each restart).
-    starts: u32,
-    /// Exits the harness did not cause, with their log tails.
-    reported_exit: bool,
-}
-
-#[derive(Debug)]
-struct Procs {
-    namesrvs: Vec<Slot>,
-    nodes: Vec<Slot>,
-    /// Every pid ever started, for leak checks.
-    all_pids: Vec<u32>,
-    /// Messages about servers that exited without being killed.
-    unexpected: Vec<String>,
-    shut_down: bool,
-}
-
 #[derive(Debug)]
 struct Inner {
     spec: ClusterSpec,
@@ -145,6 +127,8 @@ struct Inner {
     procs: Mutex<Procs>,
     /// Files and directories created in the data directory, deleted on shutdown.
     created: Vec<PathBuf>,
+    /// This cluster's file in [`servers::REGISTRY_DIR`].
+    registry: PathBuf,
 }
 
 /// A running cluster. Dropping it kills every server and removes the namespaces and the
@@ -156,38 +140,6 @@ pub struct Cluster {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// `text` (a properties file) with the values of `overrides` in place of its own (keys it
-/// lacks are appended), under a line saying who wrote it.
-pub fn override_keys(text: &str, overrides: &[(String, String)]) -> String {
-    let mut out = String::from("# Written by jepsen-tests at every start: edits are lost.\n");
-    let mut seen = vec![false; overrides.len()];
-    // The playground's own header would be misleading here.
-    for line in text.lines().filter(|l| !l.starts_with("# Written by")) {
-        let trimmed = line.trim_start();
-        let key = if trimmed.starts_with(['#', '!']) {
-            None
-        } else {
-            trimmed.split(['=', ':']).next().map(str::trim)
-        };
-        match key.and_then(|k| overrides.iter().position(|(o, _)| o == k)) {
-            Some(i) => {
-                if !seen[i] {
-                    out.push_str(&format!("{}={}\n", overrides[i].0, overrides[i].1));
-                }
-                seen[i] = true;
-            }
-            None => {
-                out.push_str(line);
-                out.push('\n');
-            }
-        }
-    }
-    for ((key, value), _) in overrides.iter().zip(&seen).filter(|(_, s)| !**s) {
-        out.push_str(&format!("{key}={value}\n"));
-    }
-    out
 }
 
 /// Addresses and ports of every server.
@@ -222,6 +174,13 @@ impl Cluster {
             .data_dir
             .canonicalize()
             .with_context(|| format!("cannot resolve {}", spec.data_dir.display()))?;
+        let orphans = servers::kill_orphans();
+        if !orphans.is_empty() {
+            eprintln!(
+                "jepsen: killed servers left by dead runs: {}",
+                orphans.join(", ")
+            );
+        }
         let running = procs::still_running(&data_dir);
         if !running.is_empty() {
             bail!(
@@ -373,6 +332,7 @@ impl Cluster {
                     shut_down: false,
                 }),
                 created,
+                registry: servers::registry_file(),
                 spec,
             }),
         };
@@ -691,401 +651,5 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.inner.cleanup();
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Namesrv,
-    Node,
-}
-
-impl Slot {
-    fn new(name: String, conf: PathBuf) -> Slot {
-        Slot {
-            name,
-            conf,
-            proc: None,
-            paused: false,
-            starts: 0,
-            reported_exit: false,
-        }
-    }
-}
-
-fn write(path: &Path, text: &str) -> anyhow::Result<()> {
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
-}
-
-impl Inner {
-    fn slot<'a>(&self, p: &'a mut Procs, kind: Kind, i: usize) -> anyhow::Result<&'a mut Slot> {
-        let list = match kind {
-            Kind::Namesrv => &mut p.namesrvs,
-            Kind::Node => &mut p.nodes,
-        };
-        let len = list.len();
-        list.get_mut(i)
-            .ok_or_else(|| anyhow!("no server {i} of {len} ({kind:?})"))
-    }
-
-    fn slot_running(&self, kind: Kind, i: usize) -> bool {
-        let mut p = lock(&self.procs);
-        self.note_exits(&mut p);
-        self.slot(&mut p, kind, i).is_ok_and(|s| s.proc.is_some())
-    }
-
-    /// Notices servers that exited by themselves: reaps them and keeps a message.
-    fn note_exits(&self, p: &mut Procs) {
-        let mut msgs = Vec::new();
-        for s in p.namesrvs.iter_mut().chain(p.nodes.iter_mut()) {
-            let Some(proc) = s.proc.as_mut() else {
-                continue;
-            };
-            let status = match proc.exited() {
-                Ok(None) => continue,
-                Ok(Some(st)) => st.to_string(),
-                Err(e) => format!("status unreadable: {e}"),
-            };
-            if !s.reported_exit {
-                msgs.push(proc.died_message(&status));
-                s.reported_exit = true;
-            }
-            s.proc = None;
-            s.paused = false;
-        }
-        for m in msgs {
-            eprintln!("jepsen: {m}");
-            p.unexpected.push(m);
-        }
-    }
-
-    fn start_slot(&self, kind: Kind, i: usize) -> anyhow::Result<u32> {
-        let mut p = lock(&self.procs);
-        if p.shut_down {
-            bail!("the cluster was shut down");
-        }
-        self.note_exits(&mut p);
-        let log_dir = self.spec.log_dir.clone();
-        let (bin, netns) = {
-            let bin = match kind {
-                Kind::Namesrv => self.bins.namesrv.clone(),
-                Kind::Node => self.bins.broker.clone(),
-            };
-            let s = self.slot(&mut p, kind, i)?;
-            let netns = lock(&self.net)
-                .as_ref()
-                .map(|n| n.host(&s.name).map(|h| h.netns.clone()))
-                .transpose()?;
-            (bin, netns)
-        };
-        let s = self.slot(&mut p, kind, i)?;
-        if s.proc.is_some() {
-            bail!("{} is running", s.name);
-        }
-        let log = if s.starts == 0 {
-            log_dir.join(format!("{}.log", s.name))
-        } else {
-            log_dir.join(format!("{}.restart{}.log", s.name, s.starts))
-        };
-        let what = match kind {
-            Kind::Namesrv => format!("mqnamesrv {}", s.name),
-            Kind::Node => format!("mqbroker {}", s.name),
-        };
-        let conf = s.conf.clone();
-        let proc = match &netns {
-            Some(ns) => {
-                let ip = net::tool("ip");
-                let args: Vec<&Path> = vec![
-                    Path::new("netns"),
-                    Path::new("exec"),
-                    Path::new(ns),
-                    &bin,
-                    Path::new("-c"),
-                    &conf,
-                ];
-                Proc::spawn(&what, &ip, &args, &log)?
-            }
-            None => Proc::spawn(&what, &bin, &[Path::new("-c"), &conf], &log)?,
-        };
-        let pid = proc.pid;
-        s.proc = Some(proc);
-        s.paused = false;
-        s.starts += 1;
-        s.reported_exit = false;
-        p.all_pids.push(pid);
-        self.write_pid_file(&p);
-        Ok(pid)
-    }
-
-    fn write_pid_file(&self, p: &Procs) {
-        let text: String = p
-            .namesrvs
-            .iter()
-            .chain(&p.nodes)
-            .filter_map(|s| s.proc.as_ref().map(|pr| format!("{} {}\n", s.name, pr.pid)))
-            .collect();
-        let path = self.spec.data_dir.join(PID_FILE);
-        if let Err(e) = std::fs::write(&path, text) {
-            eprintln!("jepsen: cannot write {}: {e}", path.display());
-        }
-    }
-
-    fn kill_slot(&self, kind: Kind, i: usize) -> anyhow::Result<u32> {
-        let mut p = lock(&self.procs);
-        self.note_exits(&mut p);
-        let s = self.slot(&mut p, kind, i)?;
-        let Some(mut proc) = s.proc.take() else {
-            bail!("{} is not running", s.name);
-        };
-        s.paused = false;
-        let pid = proc.pid;
-        let result = kill_and_reap(&mut proc);
-        self.write_pid_file(&p);
-        result.map(|()| pid)
-    }
-
-    fn signal_slot(
-        &self,
-        i: usize,
-        sig: rustix::process::Signal,
-        paused: bool,
-    ) -> anyhow::Result<u32> {
-        let mut p = lock(&self.procs);
-        self.note_exits(&mut p);
-        let s = self.slot(&mut p, Kind::Node, i)?;
-        let Some(proc) = s.proc.as_ref() else {
-            bail!("{} is not running", s.name);
-        };
-        let pid = proc.pid;
-        send(pid, sig).with_context(|| format!("cannot signal {} (pid {pid})", s.name))?;
-        s.paused = paused;
-        Ok(pid)
-    }
-
-    /// Kills and reaps every server, removes the network and the created files.
-    fn cleanup(&self) {
-        let mut p = lock(&self.procs);
-        if p.shut_down {
-            return;
-        }
-        p.shut_down = true;
-        // Brokers first, then NameServers; SIGKILL each, then reap them all.
-        let all = &mut *p;
-        let mut procs: Vec<Proc> = all
-            .nodes
-            .iter_mut()
-            .chain(all.namesrvs.iter_mut())
-            .filter_map(|s| s.proc.take())
-            .collect();
-        for proc in &procs {
-            let _ = send(proc.pid, rustix::process::Signal::KILL);
-        }
-        for proc in &mut procs {
-            if let Err(e) = reap(proc) {
-                eprintln!("jepsen: {e:#}");
-            }
-        }
-        drop(p);
-        if let Some(mut net) = lock(&self.net).take() {
-            net.cleanup();
-        }
-        for path in &self.created {
-            let r = if path.is_dir() {
-                std::fs::remove_dir_all(path)
-            } else {
-                std::fs::remove_file(path)
-            };
-            if let Err(e) = r {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    eprintln!("jepsen: cannot remove {}: {e}", path.display());
-                }
-            }
-        }
-        // Only if nothing else is in it.
-        let _ = std::fs::remove_dir(&self.spec.data_dir);
-    }
-}
-
-fn send(pid: u32, sig: rustix::process::Signal) -> anyhow::Result<()> {
-    let raw = i32::try_from(pid).map_err(|_| anyhow!("pid {pid} out of range"))?;
-    let pid = rustix::process::Pid::from_raw(raw).ok_or_else(|| anyhow!("pid {raw} invalid"))?;
-    rustix::process::kill_process(pid, sig).map_err(|e| anyhow!("kill({raw}, {sig:?}): {e}"))
-}
-
-/// SIGKILL, then reap.
-fn kill_and_reap(proc: &mut Proc) -> anyhow::Result<()> {
-    // ESRCH only if it is already a zombie (exited by itself); reaping still follows.
-    let _ = send(proc.pid, rustix::process::Signal::KILL);
-    reap(proc)
-}
-
-/// Waits (bounded) until `proc` has exited and is reaped.
-fn reap(proc: &mut Proc) -> anyhow::Result<()> {
-    let deadline = Instant::now() + REAP_WITHIN;
-    loop {
-        match proc.exited() {
-            Ok(Some(_)) => return Ok(()),
-            Ok(None) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            Ok(None) => bail!(
-                "{} (pid {}) not gone {REAP_WITHIN:?} after SIGKILL",
-                proc.name,
-                proc.pid
-            ),
-            Err(e) => bail!("cannot reap {} (pid {}): {e}", proc.name, proc.pid),
-        }
-    }
-}
-
-/// The node saying it leads at the highest term any node reports.
-pub fn leader_of(statuses: &[Result<RaftGroupStatus, String>]) -> Option<usize> {
-    let top = statuses.iter().flatten().map(|s| s.term).max()?;
-    let mut leaders = statuses
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| s.as_ref().ok().map(|s| (i, s)))
-        .filter(|(_, s)| s.role == "leader" && s.term == top);
-    let first = leaders.next().map(|(i, _)| i);
-    // Two leaders at one term would be a raft bug; report none rather than guess.
-    if leaders.next().is_some() {
-        return None;
-    }
-    first
-}
-
-/// Whether `statuses` show a healthy group: every node answers, one leader at the top
-/// term, every node applied what `target` says (captured when the leader was first seen).
-fn healthy(
-    statuses: &[Result<RaftGroupStatus, String>],
-    target: &mut Option<(usize, u64, u64)>,
-) -> Result<(), String> {
-    if let Some((i, Err(e))) = statuses.iter().enumerate().find(|(_, s)| s.is_err()) {
-        return Err(format!("n{i} does not answer ({e})"));
-    }
-    let Some(l) = leader_of(statuses) else {
-        return Err("no leader".into());
-    };
-    let leader = statuses[l].as_ref().map_err(Clone::clone)?;
-    let committed = leader.committed_index.unwrap_or(0);
-    match target {
-        Some((tl, tt, _)) if *tl == l && *tt == leader.term => {}
-        _ => *target = Some((l, leader.term, committed)),
-    }
-    let want = target.map_or(committed, |t| t.2);
-    let behind: BTreeMap<usize, u64> = statuses
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| {
-            let applied = s.as_ref().ok()?.applied_index.unwrap_or(0);
-            (applied < want).then_some((i, applied))
-        })
-        .collect();
-    if behind.is_empty() {
-        Ok(())
-    } else {
-        let list: Vec<String> = behind
-            .iter()
-            .map(|(i, a)| format!("n{i} applied {a}"))
-            .collect();
-        Err(format!("not caught up to {want}: {}", list.join(", ")))
-    }
-}
-
-/// One line per node: role, term, indexes, or why it did not answer.
-pub fn status_lines(statuses: &[Result<RaftGroupStatus, String>]) -> String {
-    statuses
-        .iter()
-        .enumerate()
-        .map(|(i, s)| match s {
-            Ok(s) => format!(
-                "n{i} {} term={} committed={} applied={}",
-                s.role,
-                s.term,
-                s.committed_index.map_or("-".into(), |v| v.to_string()),
-                s.applied_index.map_or("-".into(), |v| v.to_string()),
-            ),
-            Err(e) => format!("n{i} unreachable ({e})"),
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    fn st(role: &str, term: u64, committed: u64, applied: u64) -> Result<RaftGroupStatus, String> {
-        Ok(RaftGroupStatus {
-            role: role.into(),
-            term,
-            committed_index: Some(committed),
-            applied_index: Some(applied),
-            ..RaftGroupStatus::default()
-        })
-    }
-
-    #[test]
-    fn the_leader_is_the_one_at_the_top_term() {
-        let s = vec![
-            st("leader", 2, 5, 5),
-            st("leader", 3, 6, 6),
-            Err("down".into()),
-        ];
-        assert_eq!(leader_of(&s), Some(1));
-        let s = vec![
-            st("leader", 2, 5, 5),
-            st("candidate", 3, 6, 6),
-            st("follower", 3, 6, 6),
-        ];
-        assert_eq!(leader_of(&s), None, "a stale leader is not the leader");
-        let s: Vec<Result<RaftGroupStatus, String>> = vec![Err("x".into()); 3];
-        assert_eq!(leader_of(&s), None);
-    }
-
-    #[test]
-    fn healthy_needs_everyone_caught_up_to_the_first_seen_commit() {
-        let mut target = None;
-        let s = vec![
-            st("leader", 2, 10, 10),
-            st("follower", 2, 10, 7),
-            st("follower", 2, 9, 10),
-        ];
-        let e = healthy(&s, &mut target).unwrap_err();
-        assert!(e.contains("n1 applied 7"), "{e}");
-        // The leader moved on, but the target stays what it was when first seen.
-        let s = vec![
-            st("leader", 2, 20, 20),
-            st("follower", 2, 15, 10),
-            st("follower", 2, 15, 12),
-        ];
-        healthy(&s, &mut target).unwrap();
-        // A new leader resets the target.
-        let s = vec![
-            st("follower", 3, 20, 20),
-            st("leader", 3, 30, 30),
-            st("follower", 3, 25, 25),
-        ];
-        assert!(healthy(&s, &mut target).is_err());
-        assert_eq!(target, Some((1, 3, 30)));
-        let s = vec![
-            st("leader", 3, 1, 1),
-            Err("down".into()),
-            st("follower", 3, 1, 1),
-        ];
-        assert!(healthy(&s, &mut None)
-            .unwrap_err()
-            .contains("n1 does not answer"));
-    }
-
-    #[test]
-    fn overrides_replace_and_append_keys() {
-        let text = "# c\na=1\nb = 2\n#a=9\n";
-        let out = override_keys(text, &[("b".into(), "3".into()), ("z".into(), "4".into())]);
-        assert_eq!(
-            out,
-            "# Written by jepsen-tests at every start: edits are lost.\n# c\na=1\nb=3\n#a=9\nz=4\n"
-        );
     }
 }

@@ -353,9 +353,29 @@ async fn signal_cleanup_child() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_cleans_up_and_exits_143() {
-    use std::io::BufRead;
     let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
+    let (mut child, tag, pids) = spawn_child(dir.path());
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143), "{status}");
+    assert_gone(tag.as_deref(), &pids, &dir.path().join("data"));
+}
+
+/// Whether `pid` runs (a zombie whose parent died does not).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            let state = s.rsplit_once(") ").map(|(_, r)| r.chars().next());
+            state != Some(Some('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// Runs [`signal_cleanup_child`] and returns it with the net tag and server pids it says.
+fn spawn_child(work: &std::path::Path) -> (std::process::Child, Option<String>, Vec<u32>) {
+    use std::io::BufRead;
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -363,7 +383,7 @@ async fn sigterm_cleans_up_and_exits_143() {
             "--ignored",
             "--nocapture",
         ])
-        .env(CHILD_ENV, dir.path())
+        .env(CHILD_ENV, work)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -377,11 +397,32 @@ async fn sigterm_cleans_up_and_exits_143() {
     let tag = words.next().filter(|t| *t != "-").map(str::to_owned);
     let pids: Vec<u32> = words.map(|w| w.parse().unwrap()).collect();
     assert_eq!(pids.len(), 1 + NODES);
-    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(143), "{status}");
-    assert_gone(tag.as_deref(), &pids, &dir.path().join("data"));
+    (child, tag, pids)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_of_a_sigkilled_harness_are_killed_by_the_next_start() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, tag, pids) = spawn_child(&dir.path().join("first"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(pids.iter().all(|p| alive(*p)), "orphans run on");
+
+    let c = Cluster::start(spec(&dir, NetMode::Auto)).unwrap();
+    for pid in &pids {
+        let end = deadline();
+        while alive(*pid) {
+            assert!(Instant::now() < end, "orphan {pid} still runs");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    if let Some(tag) = tag {
+        let marker = format!("{}{tag}-", net::PREFIX);
+        assert!(!cmd(&["netns", "list"]).contains(&marker));
+        assert!(!cmd(&["-o", "link", "show"]).contains(&marker));
+    }
+    c.shutdown();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
