@@ -3,7 +3,10 @@
 //! the history alone that no acknowledged message was lost.
 
 pub mod checker;
+pub mod cluster;
 pub mod history;
+pub mod nemesis;
+pub mod net;
 pub mod recorder;
 pub mod report;
 pub mod run;
