@@ -398,10 +398,23 @@ impl Producer {
         msg: Message,
         selector: &dyn QueueSelector,
     ) -> Result<SendResult, ClientError> {
-        let queues = self.queues(&msg.topic).await?;
-        if queues.is_empty() {
-            return Err(ClientError::NoRoute(msg.topic.clone()));
-        }
+        // The choice is made over every writable queue, masters or not, so a key keeps
+        // its queue through an election; send_to_queue then waits for the new master.
+        let started = Instant::now();
+        let mut attempt = 0;
+        let queues = loop {
+            attempt += 1;
+            let e = match self.publish_info(&msg.topic).await {
+                Ok(info) if !info.all_queues.is_empty() => break info.all_queues.clone(),
+                Ok(_) => ClientError::NoRoute(msg.topic.clone()),
+                Err(e) => e,
+            };
+            if !self.may_retry(attempt, &e, started) {
+                return Err(e);
+            }
+            tokio::time::sleep(FAILOVER_POLL).await;
+            let _ = self.core.refresh_route(&msg.topic).await;
+        };
         let mq = queues[selector.select(&queues, &msg) % queues.len()].clone();
         self.send_to_queue(msg, &mq).await
     }
@@ -885,6 +898,29 @@ mod failover_tests {
             keys.iter().all(|k| k.1 == keys[0].1),
             "one UNIQ_KEY for every attempt: {keys:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn an_ordered_send_during_an_election_waits_and_keeps_its_queue() {
+        // The route shows no master at the time of the send (found by jepsen-tests:
+        // ordered sends failed at once with NoRoute): the key's queue is chosen over every
+        // queue anyway, and the send waits for the group's new master.
+        let broker = fake(stored).await;
+        let asked = Arc::new(AtomicUsize::new(0));
+        let a = asked.clone();
+        let b = broker.clone();
+        let ns = fake(move |req| {
+            let n = a.fetch_add(1, Ordering::SeqCst);
+            let r = if n < 3 { route(None) } else { route(Some(&b)) };
+            RemotingCommand::response_to(req, ResponseCode::Success).with_body(encode_json(&r))
+        })
+        .await;
+        let p = Producer::start(ProducerConfig::new("pg", ns)).unwrap();
+        let sel = SelectByKey("order-7".into());
+        let r = p.send_ordered(Message::new("T", "x"), &sel).await.unwrap();
+        let r2 = p.send_ordered(Message::new("T", "y"), &sel).await.unwrap();
+        assert_eq!(r.queue, r2.queue);
+        assert!(asked.load(Ordering::SeqCst) >= 3);
     }
 
     #[tokio::test]

@@ -25,8 +25,11 @@ pub struct MessageQueue {
 /// Where a producer may send a topic's messages.
 #[derive(Debug, Default)]
 pub struct TopicPublishInfo {
-    /// Writable queues, group by group in route order.
+    /// Writable queues of groups that have a master, group by group in route order.
     pub queues: Vec<MessageQueue>,
+    /// Writable queues of every group, master or not: ordered sends choose from these so
+    /// a key keeps its queue while its group elects a new master.
+    pub all_queues: Vec<MessageQueue>,
     /// Master address per broker group.
     pub masters: HashMap<String, String>,
     /// True when the route named an order configuration (`orderTopicConf`).
@@ -44,7 +47,7 @@ impl TopicPublishInfo {
             .iter()
             .filter_map(|b| Some((b.broker_name.clone(), b.broker_addrs.get(&0)?.clone())))
             .collect();
-        let mut queues = Vec::new();
+        let mut all_queues = Vec::new();
         let order = route
             .order_topic_conf
             .as_deref()
@@ -56,28 +59,32 @@ impl TopicPublishInfo {
                 };
                 let n: i32 = n.trim().parse().unwrap_or(0);
                 let name = name.trim();
-                if masters.contains_key(name) {
-                    queues.extend((0..n).map(|queue_id| MessageQueue {
-                        topic: topic.to_owned(),
-                        broker_name: name.to_owned(),
-                        queue_id,
-                    }));
-                }
+                all_queues.extend((0..n).map(|queue_id| MessageQueue {
+                    topic: topic.to_owned(),
+                    broker_name: name.to_owned(),
+                    queue_id,
+                }));
             }
         } else {
             for q in &route.queue_datas {
-                if q.perm & perm::WRITE == 0 || !masters.contains_key(&q.broker_name) {
+                if q.perm & perm::WRITE == 0 {
                     continue;
                 }
-                queues.extend((0..q.write_queue_nums.max(0)).map(|queue_id| MessageQueue {
+                all_queues.extend((0..q.write_queue_nums.max(0)).map(|queue_id| MessageQueue {
                     topic: topic.to_owned(),
                     broker_name: q.broker_name.clone(),
                     queue_id,
                 }));
             }
         }
+        let queues = all_queues
+            .iter()
+            .filter(|q| masters.contains_key(&q.broker_name))
+            .cloned()
+            .collect();
         TopicPublishInfo {
             queues,
+            all_queues,
             masters,
             ordered: order.is_some(),
             next: AtomicUsize::new(0),

@@ -10,7 +10,7 @@ use raftmq_client::remoting::ConnectionPool;
 use raftmq_protocol::body::TopicConfig;
 
 use crate::checker::{CheckOptions, Results};
-use crate::cluster::{Cluster, ClusterSpec};
+use crate::cluster::{Cluster, ClusterSpec, NetMode, NODES};
 use crate::history::{EventType, Op, HARNESS};
 use crate::nemesis::{parse_faults, run_schedule, Schedule};
 use crate::recorder::Recorder;
@@ -42,8 +42,14 @@ pub struct RunOptions {
 pub const TOPIC: &str = "JepsenTopic";
 /// Its queues.
 pub const QUEUES: u32 = 8;
+/// Fault-free traffic before the schedule starts.
+const WARMUP: Duration = Duration::from_secs(3);
 /// How long producers keep going after the last heal (recovery is measured in it).
 const RECOVERY: Duration = Duration::from_secs(10);
+
+/// Target sends per second of suite runs (≥ 300 acknowledged per second on average, with
+/// the outages included).
+const SUITE_RATE: f64 = 400.0;
 
 /// The named suites: (name, schedules as (nemesis, seconds of faults, seed)).
 pub const SUITES: &[(&str, &[(&str, u64, u64)])] = &[
@@ -114,9 +120,11 @@ pub async fn run(opts: &RunOptions) -> anyhow::Result<Results> {
             .context("this executable has no directory")?,
     };
     let rec = Recorder::create(&out.join("history.jsonl"))?;
-    let mut spec = ClusterSpec::new(bin_dir, out.clone());
+    let mut spec = ClusterSpec::new(bin_dir, out.join("data"), out.join("logs"));
     spec.namesrvs = opts.namesrvs;
-    spec.netns = !opts.no_netns;
+    if opts.no_netns {
+        spec.net = NetMode::Loopback;
+    }
     let phase = |name: &str| {
         rec.record(
             HARNESS,
@@ -128,12 +136,25 @@ pub async fn run(opts: &RunOptions) -> anyhow::Result<Results> {
         );
     };
     phase("setup");
-    let mut cluster = Cluster::start(spec, &rec).await?;
-    let outcome = drive(&mut cluster, &rec, opts, schedule, &phase).await;
+    let cluster = match Cluster::start(spec) {
+        Ok(c) => c,
+        Err(e) => {
+            rec.close()?;
+            return Err(e.context("cannot start the servers"));
+        }
+    };
+    if let Some(reason) = cluster.no_netns_reason() {
+        eprintln!("jepsen-tests: WARNING: no network namespaces ({reason}): partition faults are SKIPPED");
+    }
+    let outcome = drive(&cluster, &rec, opts, schedule, &phase).await;
     phase("done");
-    cluster.shutdown().await;
+    let died = cluster.unexpected_exits();
+    cluster.shutdown();
     rec.close()?;
     outcome?;
+    for d in &died {
+        eprintln!("jepsen-tests: a server died by itself: {d}");
+    }
     let results = check_dir(&out, &CheckOptions::default())?;
     let summary = std::fs::read_to_string(out.join("summary.txt")).unwrap_or_default();
     println!("{summary}");
@@ -142,14 +163,14 @@ pub async fn run(opts: &RunOptions) -> anyhow::Result<Results> {
 }
 
 async fn drive(
-    cluster: &mut Cluster,
+    cluster: &Cluster,
     rec: &Recorder,
     opts: &RunOptions,
     schedule: Schedule,
     phase: &impl Fn(&str),
 ) -> anyhow::Result<()> {
     cluster
-        .wait_leader(Duration::from_secs(60))
+        .wait_leader(Instant::now() + Duration::from_secs(60))
         .await
         .context("the group never elected a leader")?;
     let namesrv = cluster.namesrv_addrs().join(";");
@@ -168,10 +189,24 @@ async fn drive(
     let mut workload = Workload::start(&wspec, rec).await?;
     phase("faults");
     let started = Instant::now();
-    run_schedule(cluster, &schedule, rec).await;
+    // A few seconds of fault-free traffic first: the baseline of the plots.
+    tokio::time::sleep(WARMUP).await;
+    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let faults_started = Instant::now();
+    if let Err(e) = run_schedule(cluster, &schedule, rec, stop_rx).await {
+        eprintln!("jepsen-tests: the final heal of the schedule failed: {e:#}");
+    }
+    // The fault phase lasts the whole time limit, even when the last window ended early.
+    if let Some(left) = opts.time_limit.checked_sub(faults_started.elapsed()) {
+        tokio::time::sleep(left).await;
+    }
     phase("heal");
-    cluster.heal_all().await;
-    let healthy = cluster.wait_healthy(Duration::from_secs(90)).await;
+    if let Err(e) = cluster.heal_all() {
+        eprintln!("jepsen-tests: healing failed: {e:#}");
+    }
+    let healthy = cluster
+        .wait_healthy(Instant::now() + Duration::from_secs(90))
+        .await;
     if let Err(e) = &healthy {
         eprintln!("jepsen-tests: the group did not become healthy after healing: {e:#}");
     }
@@ -187,14 +222,14 @@ async fn drive(
         .stop_consumers(Duration::from_secs(3), Duration::from_secs(30))
         .await;
     phase("drain");
-    let replicas: Vec<Replica> = (0..cluster.nodes())
+    let replicas: Vec<Replica> = (0..NODES)
         .map(|i| Replica {
             name: cluster.node_name(i),
             addr: cluster.node_addr(i),
         })
         .collect();
     let pool = ConnectionPool::new(Duration::from_secs(2), None);
-    let broker = cluster.broker_name();
+    let broker = cluster.broker_name().to_owned();
     if !wait_replicas_agree(
         &pool,
         &replicas,
@@ -255,7 +290,7 @@ pub async fn suite(
         let opts = RunOptions {
             nemesis: (*nemesis).to_owned(),
             time_limit: Duration::from_secs(*secs),
-            rate: 300.0,
+            rate: SUITE_RATE,
             seed: Some(*seed),
             out: Some(root.join(format!("{:02}-{}", i + 1, nemesis.replace([',', '+'], "_")))),
             bin_dir: bin_dir.clone(),
