@@ -627,13 +627,14 @@ impl Cluster {
 
     /// On SIGINT or SIGTERM: clean up as [`Cluster::shutdown`] and exit with 130 / 143.
     /// Call inside a tokio runtime. Once installed the process no longer dies of these
-    /// signals by itself, so the task exits even when the cluster is already gone.
-    pub fn install_signal_cleanup(&self) -> anyhow::Result<()> {
+    /// signals by itself, so the task exits even when the cluster is already gone; abort
+    /// the returned task once the cluster is shut down (a suite installs one per run).
+    pub fn install_signal_cleanup(&self) -> anyhow::Result<tokio::task::JoinHandle<()>> {
         use tokio::signal::unix::{signal, SignalKind};
         let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
         let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let (name, code) = tokio::select! {
                 _ = int.recv() => ("SIGINT", 130),
                 _ = term.recv() => ("SIGTERM", 143),
@@ -644,7 +645,7 @@ impl Cluster {
             }
             std::process::exit(code);
         });
-        Ok(())
+        Ok(task)
     }
 }
 

@@ -51,8 +51,11 @@ const RECOVERY: Duration = Duration::from_secs(10);
 /// the outages included).
 const SUITE_RATE: f64 = 400.0;
 
-/// The named suites: (name, schedules as (nemesis, seconds of faults, seed)).
-pub const SUITES: &[(&str, &[(&str, u64, u64)])] = &[
+/// One schedule of a suite: nemesis list, seconds of faults, seed.
+pub type SuiteEntry = (&'static str, u64, u64);
+
+/// The named suites: (name, schedules).
+pub const SUITES: &[(&str, &[SuiteEntry])] = &[
     (
         "ci",
         &[
@@ -77,7 +80,11 @@ pub const SUITES: &[(&str, &[(&str, u64, u64)])] = &[
             ("partition-halves,partition-bridge", 60, 19),
             ("packet-loss", 60, 20),
             ("kill-namesrv,partition-namesrv", 60, 21),
-            ("leader-transfer-storm,kill-leader+partition-follower", 60, 22),
+            (
+                "leader-transfer-storm,kill-leader+partition-follower",
+                60,
+                22,
+            ),
         ],
     ),
 ];
@@ -143,13 +150,17 @@ pub async fn run(opts: &RunOptions) -> anyhow::Result<Results> {
             return Err(e.context("cannot start the servers"));
         }
     };
+    let on_signal = cluster.install_signal_cleanup()?;
     if let Some(reason) = cluster.no_netns_reason() {
-        eprintln!("jepsen-tests: WARNING: no network namespaces ({reason}): partition faults are SKIPPED");
+        eprintln!(
+            "jepsen-tests: WARNING: no network namespaces ({reason}): partition faults are SKIPPED"
+        );
     }
     let outcome = drive(&cluster, &rec, opts, schedule, &phase).await;
     phase("done");
     let died = cluster.unexpected_exits();
     cluster.shutdown();
+    on_signal.abort();
     rec.close()?;
     outcome?;
     for d in &died {
@@ -157,8 +168,12 @@ pub async fn run(opts: &RunOptions) -> anyhow::Result<Results> {
     }
     let results = check_dir(&out, &CheckOptions::default())?;
     let summary = std::fs::read_to_string(out.join("summary.txt")).unwrap_or_default();
-    println!("{summary}");
-    println!("{}", final_line(&results));
+    // The summary's last line is the final `valid: ...` line.
+    if summary.is_empty() {
+        println!("{}", final_line(&results));
+    } else {
+        print!("{summary}");
+    }
     Ok(results)
 }
 
@@ -240,9 +255,19 @@ async fn drive(
     )
     .await
     {
-        eprintln!("jepsen-tests: replicas still disagree on max offsets after 60 s; draining anyway");
+        eprintln!(
+            "jepsen-tests: replicas still disagree on max offsets after 60 s; draining anyway"
+        );
     }
-    drain(rec, &replicas, &broker, TOPIC, QUEUES, Duration::from_secs(60)).await;
+    drain(
+        rec,
+        &replicas,
+        &broker,
+        TOPIC,
+        QUEUES,
+        Duration::from_secs(60),
+    )
+    .await;
     healthy.map(|_| ())
 }
 
@@ -281,9 +306,8 @@ pub async fn suite(
         .find(|(n, _)| *n == name)
         .map(|(_, s)| *s)
         .with_context(|| format!("unknown suite {name}"))?;
-    let root = out.unwrap_or_else(|| {
-        PathBuf::from("jepsen-results").join(format!("{}-{name}", timestamp()))
-    });
+    let root = out
+        .unwrap_or_else(|| PathBuf::from("jepsen-results").join(format!("{}-{name}", timestamp())));
     let mut all = Vec::new();
     let mut lines = Vec::new();
     for (i, (nemesis, secs, seed)) in schedules.iter().enumerate() {

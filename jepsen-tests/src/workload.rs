@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use raftmq_client::consumer::{pull_once, subscription, PullRequest, PullStatus};
 use raftmq_client::remoting::ConnectionPool;
+use raftmq_client::route::MessageQueue;
 use raftmq_client::{
     ClientError, ConsumeFromWhere, ConsumeResult, Listener, Message, Producer, ProducerConfig,
     PushConsumer, PushConsumerConfig, SelectByKey, SendStatus,
 };
-use raftmq_client::route::MessageQueue;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
