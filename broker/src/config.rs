@@ -304,6 +304,7 @@ impl BrokerConfig {
     /// The raft node configuration these keys describe (other fields keep their defaults).
     pub fn raft_node_config(&self) -> NodeConfig {
         let mut c = NodeConfig::new(self.self_index(), self.raft_peers(), self.raft_data_dir());
+        c.group = self.dledger_group.clone();
         c.flush = self.flush_disk_type;
         c.segment_bytes = self.commit_log_segment_bytes;
         c.heartbeat = Duration::from_millis(self.raft_heartbeat_ms);

@@ -36,6 +36,8 @@ use crate::types::{LogId, NodeId, Raft};
 pub struct NodeConfig {
     /// This node's id (its index in `peers`).
     pub id: NodeId,
+    /// The raft group's name, checked on every peer connection (`dLegerGroup`).
+    pub group: String,
     /// Every voter of the group, this node included: id → raft RPC address `ip:port`.
     pub peers: BTreeMap<NodeId, String>,
     /// Root of this node's raft data (`log/` segments and sled `meta/` below it).
@@ -66,6 +68,7 @@ impl NodeConfig {
     pub fn new(id: NodeId, peers: BTreeMap<NodeId, String>, data_dir: PathBuf) -> Self {
         NodeConfig {
             id,
+            group: crate::network::DEFAULT_GROUP.to_owned(),
             peers,
             data_dir,
             flush: FlushPolicy::Sync,
@@ -299,7 +302,7 @@ impl<S: StateMachine> RaftNode<S> {
         let adapter =
             SmAdapter::new(sm, Arc::new(log.clone())).with_rebase_hint(store.rebase_hint());
         let sm_handle = adapter.handle();
-        let net = NetworkFactory::new(config.id, filter);
+        let net = NetworkFactory::in_group(config.id, &config.group, filter);
         let raft = Raft::new(config.id, raft_config, net.clone(), store, adapter)
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
@@ -309,9 +312,16 @@ impl<S: StateMachine> RaftNode<S> {
             raft: raft.clone(),
             app,
         });
-        let server = tokio::spawn(network::serve(listener, raft.clone(), handler, async {
-            let _ = stop_rx.await;
-        }));
+        let identity = network::Identity::node(&config.group, config.id);
+        let server = tokio::spawn(network::serve(
+            identity,
+            listener,
+            raft.clone(),
+            handler,
+            async {
+                let _ = stop_rx.await;
+            },
+        ));
         let server = tokio::spawn(async move {
             if let Ok(Err(e)) = server.await {
                 warn!(error = %e, "raft rpc server stopped");

@@ -24,6 +24,9 @@ struct Cluster {
 
 fn config(id: NodeId, peers: &BTreeMap<NodeId, String>, dir: PathBuf) -> NodeConfig {
     let mut c = NodeConfig::new(id, peers.clone(), dir);
+    // Each test's group has its own name: tests run in parallel, and a port one test frees
+    // (a killed node) may be taken by another test's node before it is rebound.
+    c.group = format!("test-{}", peers.get(&0).map_or("", String::as_str));
     c.segment_bytes = 64 * 1024;
     c.propose_timeout = Duration::from_secs(5);
     c
@@ -35,7 +38,7 @@ impl Cluster {
         let mut listeners = Vec::new();
         let mut peers = BTreeMap::new();
         for id in 0..3u64 {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let l = listen().await;
             peers.insert(id, l.local_addr().unwrap().to_string());
             listeners.push(l);
         }
@@ -132,6 +135,18 @@ impl Cluster {
     async fn shutdown(mut self) {
         for (_, n) in std::mem::take(&mut self.nodes) {
             n.shutdown().await;
+        }
+    }
+}
+
+/// A listener on a free port below Linux's ephemeral range (32768 and up), so no outgoing
+/// connection takes the port while a killed node is down, and a restart can rebind it.
+async fn listen() -> tokio::net::TcpListener {
+    use rand::Rng;
+    loop {
+        let port: u16 = rand::thread_rng().gen_range(20_000..32_000);
+        if let Ok(l) = tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+            return l;
         }
     }
 }
@@ -417,7 +432,7 @@ async fn group_forms_without_its_lowest_node_at_first_boot() {
     let mut listeners = Vec::new();
     let mut peers = BTreeMap::new();
     for id in 0..3u64 {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let l = listen().await;
         peers.insert(id, l.local_addr().unwrap().to_string());
         listeners.push(Some(l));
     }
@@ -486,7 +501,7 @@ async fn app_rpcs_reach_the_peers_handler_and_transfer_still_works() {
     let mut listeners = Vec::new();
     let mut peers = BTreeMap::new();
     for id in 0..3u64 {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let l = listen().await;
         peers.insert(id, l.local_addr().unwrap().to_string());
         listeners.push(l);
     }

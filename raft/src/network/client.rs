@@ -48,6 +48,9 @@ pub const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// the peer's host vanished) and closed, so the next call reconnects.
 pub const SILENT_CONNECTION_MAX: Duration = Duration::from_secs(3);
 
+/// The raft group of nodes started without one (tests, benchmarks).
+pub const DEFAULT_GROUP: &str = "raftmq";
+
 /// openraft's network factory and the node's pool of peer connections. Cheap to clone.
 #[derive(Clone)]
 pub struct NetworkFactory {
@@ -57,6 +60,8 @@ pub struct NetworkFactory {
 struct Pool {
     /// This node, announced in every connection's hello and used by the filter.
     self_id: NodeId,
+    /// This node's raft group, announced in every hello.
+    group: Arc<str>,
     filter: NetworkFilter,
     peers: Mutex<HashMap<NodeId, Arc<Peer>>>,
     /// TCP connections established so far, all peers.
@@ -72,10 +77,18 @@ impl std::fmt::Debug for NetworkFactory {
 }
 
 impl NetworkFactory {
-    /// A factory for node `self_id`; `filter` is consulted on every call (pass-all by default).
+    /// A factory for node `self_id` of group [`DEFAULT_GROUP`]; `filter` is consulted on
+    /// every call (pass-all by default).
     pub fn new(self_id: NodeId, filter: NetworkFilter) -> Self {
+        Self::in_group(self_id, DEFAULT_GROUP, filter)
+    }
+
+    /// A factory for node `self_id` of raft group `group` (announced in every hello, so a
+    /// node of another group refuses the connection).
+    pub fn in_group(self_id: NodeId, group: &str, filter: NetworkFilter) -> Self {
         let pool = Pool {
             self_id,
+            group: Arc::from(group),
             filter,
             peers: Mutex::new(HashMap::new()),
             connects: Arc::new(AtomicU64::new(0)),
@@ -105,6 +118,7 @@ impl NetworkFactory {
                     // New peer, or it moved: the old connection closes when its last user drops.
                     let p = Arc::new(Peer::new(
                         self.pool.self_id,
+                        self.pool.group.clone(),
                         target,
                         addr,
                         &self.pool.connects,
@@ -375,6 +389,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 /// One remote node: its address, its link state, and the request id sequence.
 struct Peer {
     self_id: NodeId,
+    group: Arc<str>,
     target: NodeId,
     addr: String,
     link: watch::Sender<LinkState>,
@@ -459,7 +474,13 @@ impl LinkState {
 }
 
 impl Peer {
-    fn new(self_id: NodeId, target: NodeId, addr: &str, connects: &Arc<AtomicU64>) -> Self {
+    fn new(
+        self_id: NodeId,
+        group: Arc<str>,
+        target: NodeId,
+        addr: &str,
+        connects: &Arc<AtomicU64>,
+    ) -> Self {
         let state = LinkState {
             link: Link::Idle,
             backoff: RECONNECT_BACKOFF_MIN,
@@ -467,6 +488,7 @@ impl Peer {
         };
         Peer {
             self_id,
+            group,
             target,
             addr: addr.to_string(),
             link: watch::Sender::new(state),
@@ -511,7 +533,7 @@ impl Peer {
     async fn connect(self: Arc<Self>) {
         let result =
             match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr)).await {
-                Ok(Ok(stream)) => Conn::start(stream, self.self_id, self.target),
+                Ok(Ok(stream)) => Conn::start(stream, self.self_id, self.target, &self.group),
                 Ok(Err(e)) => Err(e),
                 Err(_) => Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,

@@ -51,11 +51,21 @@ impl Conn {
         stream: TcpStream,
         self_id: NodeId,
         target: NodeId,
+        group: &str,
     ) -> std::io::Result<Conn> {
         stream.set_nodelay(true)?;
+        // Connecting to a free port of the ephemeral range can connect a socket to itself
+        // (TCP simultaneous open): it then holds the port the peer wants to listen on.
+        if stream.local_addr()? == stream.peer_addr()? {
+            return Err(std::io::Error::other(
+                "connected to itself (the peer's port is free and was picked as the local port)",
+            ));
+        }
         let hello = Hello {
             version: PROTOCOL_VERSION,
             from: self_id,
+            to: target,
+            group: group.to_owned(),
         }
         .encode()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;

@@ -37,10 +37,10 @@ use std::time::Duration;
 
 use crate::types::NodeId;
 
-pub use client::{NetworkFactory, PeerClient};
+pub use client::{NetworkFactory, PeerClient, DEFAULT_GROUP};
 pub use filter::{NetworkFilter, RpcKind};
 pub use handler::{CustomRpcHandler, NoCustomRpc, RaftRpcHandler};
-pub use server::serve;
+pub use server::{serve, Identity};
 pub use wire::FRAME_BYTES_MAX;
 
 /// Why a node-to-node call failed, as seen by the caller.

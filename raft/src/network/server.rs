@@ -41,10 +41,48 @@ pub const CONNECTIONS_MAX: usize = 256;
 /// Pause after a failed accept (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
+/// Who a server is: connections whose hello names another group or another node are
+/// closed, so a stray peer (a reused port, a wrong `dLegerPeers` entry, a node of another
+/// group) can never feed this node its entries or votes.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The raft group (`dLegerGroup`).
+    pub group: String,
+    /// This node; `None` accepts hellos addressed to any node (tests of the transport).
+    pub id: Option<NodeId>,
+}
+
+impl Identity {
+    /// Node `id` of `group`.
+    pub fn node(group: &str, id: NodeId) -> Self {
+        Identity {
+            group: group.to_owned(),
+            id: Some(id),
+        }
+    }
+
+    /// Why `hello` is not for this server, if it is not.
+    pub fn refuses(&self, hello: &Hello) -> Option<String> {
+        if hello.group != self.group {
+            return Some(format!(
+                "caller is in raft group {:?}, this node in {:?}",
+                hello.group, self.group
+            ));
+        }
+        match self.id {
+            Some(id) if id != hello.to => {
+                Some(format!("caller wants node {}, this is node {id}", hello.to))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Serves node RPCs on `listener` until `shutdown` completes, then closes every connection.
 ///
 /// `raft` handles openraft's RPCs (pass the [`crate::types::Raft`]); `custom` the node layer's.
 pub async fn serve<H, F>(
+    identity: Identity,
     listener: TcpListener,
     raft: H,
     custom: Arc<dyn CustomRpcHandler>,
@@ -70,7 +108,8 @@ where
                     let span = tracing::debug_span!(
                         "raft_peer", %addr, peer = tracing::field::Empty
                     );
-                    let conn = serve_connection(stream, raft.clone(), custom.clone());
+                    let conn =
+                        serve_connection(stream, identity.clone(), raft.clone(), custom.clone());
                     conns.spawn(conn.instrument(span));
                 }
                 Err(e) => {
@@ -90,6 +129,7 @@ where
 /// Reads the hello, then serves the connection's requests until it closes.
 async fn serve_connection<H: RaftRpcHandler>(
     stream: TcpStream,
+    identity: Identity,
     raft: H,
     custom: Arc<dyn CustomRpcHandler>,
 ) {
@@ -111,6 +151,12 @@ async fn serve_connection<H: RaftRpcHandler>(
         return warn!(
             version = hello.version,
             "unsupported protocol version; closing"
+        );
+    }
+    if let Some(why) = identity.refuses(&hello) {
+        return warn!(
+            from = hello.from,
+            "raft connection not for this node ({why}); closing"
         );
     }
     tracing::Span::current().record("peer", hello.from);

@@ -25,7 +25,7 @@ pub const FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Bytes before the body: length, request id, kind.
 pub const FRAME_HEADER_BYTES: usize = 4 + 8 + 1;
 /// Wire protocol version carried by [`Hello`]; a server closes connections of another version.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest body of a frame.
 const BODY_BYTES_MAX: usize = FRAME_BYTES_MAX - (FRAME_HEADER_BYTES - 4);
@@ -179,12 +179,17 @@ pub fn decode_frame(buf: &mut BytesMut) -> Result<Decoded, WireError> {
 }
 
 /// The client's first frame: who is calling and which protocol it speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
     /// [`PROTOCOL_VERSION`] of the client.
     pub version: u32,
     /// The calling node.
     pub from: NodeId,
+    /// The node the caller means to reach: a server that is someone else (a port reused by
+    /// another node or group, a wrong `dLegerPeers` entry) closes the connection.
+    pub to: NodeId,
+    /// The caller's raft group: nodes of different groups never talk raft to each other.
+    pub group: String,
 }
 
 impl Hello {

@@ -18,7 +18,9 @@ use openraft::{BasicNode, CommittedLeaderId, EntryPayload, SnapshotMeta, Vote};
 use raftmq_raft::network::wire::{
     decode_frame, AppendEntriesResult, Decoded, Frame, InstallSnapshotResult, VoteResult,
 };
-use raftmq_raft::network::{serve, CustomRpcHandler, NetworkFactory, PeerClient, RaftRpcHandler};
+use raftmq_raft::network::{
+    serve, CustomRpcHandler, Identity, NetworkFactory, PeerClient, RaftRpcHandler, DEFAULT_GROUP,
+};
 use raftmq_raft::types::{Entry, LogId, NodeId, TypeConfig};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch, Semaphore};
@@ -198,9 +200,23 @@ impl Server {
         raft: FakeRaft,
         custom: Arc<dyn CustomRpcHandler>,
     ) -> Server {
+        let identity = Identity {
+            group: DEFAULT_GROUP.to_owned(),
+            id: None,
+        };
+        Self::as_node(listener, raft, custom, identity)
+    }
+
+    /// A server that only accepts hellos matching `identity`.
+    pub(crate) fn as_node(
+        listener: TcpListener,
+        raft: FakeRaft,
+        custom: Arc<dyn CustomRpcHandler>,
+        identity: Identity,
+    ) -> Server {
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, raft, custom, async {
+        let task = tokio::spawn(serve(identity, listener, raft, custom, async {
             let _ = rx.await;
         }));
         Server {

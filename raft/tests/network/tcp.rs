@@ -13,12 +13,35 @@ use openraft::raft::AppendEntriesResponse;
 use openraft::Vote;
 use raftmq_raft::network::client::SILENT_CONNECTION_MAX;
 use raftmq_raft::network::wire::{Frame, Hello, Kind, RpcRequest, RpcResponse, PROTOCOL_VERSION};
-use raftmq_raft::network::{NetworkFactory, NetworkFilter, NoCustomRpc, RpcError, RpcKind};
+use raftmq_raft::network::{
+    NetworkFactory, NetworkFilter, NoCustomRpc, RpcError, RpcKind, DEFAULT_GROUP,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use crate::support::*;
+
+#[tokio::test]
+async fn a_node_of_another_group_or_the_wrong_node_is_refused() {
+    let raft = FakeRaft::default();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let identity = raftmq_raft::network::Identity::node("RaftNode00", 2);
+    let server = Server::as_node(listener, raft.clone(), Arc::new(NoCustomRpc), identity);
+    // Another group reaching this port (reused, or a wrong dLegerPeers entry).
+    let other = NetworkFactory::in_group(1, "RaftNode01", NetworkFilter::new());
+    let mut c = raft_client(&other, 2, server.addr).await;
+    assert!(c.vote(vote(3), opt(TTL)).await.is_err());
+    // The right group, but this address is not node 3's.
+    let same = NetworkFactory::in_group(1, "RaftNode00", NetworkFilter::new());
+    let mut c = raft_client(&same, 3, server.addr).await;
+    assert!(c.vote(vote(3), opt(TTL)).await.is_err());
+    assert!(raft.appends.lock().unwrap().is_empty());
+    // The node it is.
+    let mut c = raft_client(&same, 2, server.addr).await;
+    assert!(c.vote(vote(3), opt(TTL)).await.unwrap().vote_granted);
+    server.stop().await;
+}
 
 #[tokio::test]
 async fn raft_rpcs_round_trip_and_remote_errors_map_to_remote_error() {
@@ -359,6 +382,8 @@ async fn raw_connection(addr: SocketAddr) -> TcpStream {
         &Hello {
             version: PROTOCOL_VERSION,
             from: 7,
+            to: 1,
+            group: DEFAULT_GROUP.to_owned(),
         }
         .encode()
         .unwrap(),

@@ -51,6 +51,8 @@ fn every_request_and_response_round_trips() {
     let hello = Hello {
         version: PROTOCOL_VERSION,
         from: 3,
+        to: 1,
+        group: "RaftNode00".to_owned(),
     };
     assert_eq!(
         Hello::decode(&frame_of(hello.encode().unwrap())).unwrap(),
