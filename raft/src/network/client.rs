@@ -36,7 +36,7 @@ use crate::network::conn::Conn;
 use crate::network::filter::{NetworkFilter, RpcKind};
 use crate::network::wire::{RpcRequest, RpcResponse, WireError, FRAME_BYTES_MAX};
 use crate::network::RpcError;
-use crate::types::{NodeId, TypeConfig};
+use crate::types::{LogId, NodeId, TypeConfig};
 
 /// Longest a background connect may take before the link goes `Down`.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -134,6 +134,7 @@ impl NetworkFactory {
             node: BasicNode {
                 addr: addr.to_string(),
             },
+            confirmed: None,
         }
     }
 
@@ -168,6 +169,9 @@ pub struct PeerClient {
     pool: Arc<Pool>,
     peer: Arc<Peer>,
     node: BasicNode,
+    /// The newest log id this follower confirmed to hold, under which leader vote: while
+    /// a request starts past it, openraft is still searching for the matching point.
+    confirmed: Option<(openraft::Vote<NodeId>, Option<LogId>)>,
 }
 
 impl std::fmt::Debug for PeerClient {
@@ -319,6 +323,47 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> RaftResult<AppendEntriesResponse<NodeId>> {
         let mut rpc = rpc;
+        // A new leader knows nothing of a follower's log: openraft binary-searches for the
+        // matching point and sends every step as a full batch (4096 entries, tens of MiB
+        // under load) that the follower mostly holds already, which took seconds after a
+        // failover. While the request starts past what this follower confirmed, first ask
+        // whether it holds the batch's last entry: if so it holds the whole batch (log
+        // matching), and the batch is reported accepted without sending it.
+        let known = self
+            .confirmed
+            .as_ref()
+            .filter(|(vote, _)| *vote == rpc.vote)
+            .and_then(|(_, id)| *id);
+        let last = rpc.entries.last().map(|e| e.log_id);
+        let probing = last.is_some() && known.map(|k| k.index) < rpc.prev_log_id.map(|p| p.index);
+        if probing {
+            let probe = AppendEntriesRequest {
+                vote: rpc.vote,
+                prev_log_id: last,
+                entries: Vec::new(),
+                leader_commit: rpc.leader_commit,
+            };
+            let ttl = option.hard_ttl();
+            match self.call(RpcRequest::AppendEntries(probe), ttl).await {
+                Ok(RpcResponse::AppendEntries(Ok(AppendEntriesResponse::Success))) => {
+                    self.confirmed = Some((rpc.vote, last));
+                    return Ok(AppendEntriesResponse::Success);
+                }
+                // It lacks the last entry: send the batch as usual.
+                Ok(RpcResponse::AppendEntries(Ok(AppendEntriesResponse::Conflict))) => {}
+                Ok(RpcResponse::AppendEntries(Ok(resp))) => return Ok(resp),
+                Ok(RpcResponse::AppendEntries(Err(e))) => return Err(self.remote(e)),
+                Ok(other) => {
+                    return Err(self.to_rpc_error(
+                        self.unexpected(other),
+                        RPCTypes::AppendEntries,
+                        ttl,
+                    ))
+                }
+                Err(e) => return Err(self.to_rpc_error(e, RPCTypes::AppendEntries, ttl)),
+            }
+        }
+        let vote = rpc.vote;
         // openraft bounds a batch by entry count only and gives every AppendEntries one
         // heartbeat interval: a follower catching up on large entries would time out again
         // and again. Send a prefix of at most APPEND_BYTES_MAX and report partial success.
@@ -328,9 +373,13 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             rpc.entries.last().map(|e| e.log_id)
         });
         let entries = rpc.entries.len() as u64;
+        let sent_prev = rpc.prev_log_id;
+        let sent_last = rpc.entries.last().map(|e| e.log_id);
         let ttl = option.hard_ttl();
         match self.call(RpcRequest::AppendEntries(rpc), ttl).await {
             Ok(RpcResponse::AppendEntries(Ok(AppendEntriesResponse::Success))) => {
+                let matched = partial.unwrap_or(sent_last);
+                self.confirmed = Some((vote, matched.or(sent_prev)));
                 Ok(match partial {
                     Some(last) => AppendEntriesResponse::PartialSuccess(last),
                     None => AppendEntriesResponse::Success,

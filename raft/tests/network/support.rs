@@ -42,7 +42,8 @@ pub(crate) fn log_id(term: u64, index: u64) -> LogId {
 pub(crate) fn append(commit: u64) -> AppendEntriesRequest<TypeConfig> {
     AppendEntriesRequest {
         vote: Vote::new_committed(1, 0),
-        prev_log_id: Some(log_id(1, commit)),
+        // No prev: the transport tests are not about the matching-point search.
+        prev_log_id: None,
         entries: vec![Entry {
             log_id: log_id(1, commit + 1),
             payload: EntryPayload::Normal(Bytes::from_static(b"msg")),
@@ -74,6 +75,8 @@ pub(crate) fn chunk(offset: u64, data: &[u8], done: bool) -> InstallSnapshotRequ
 pub(crate) struct FakeRaft {
     /// `leader_commit` index of each append, in the order the handler ran them.
     pub(crate) appends: Arc<Mutex<Vec<u64>>>,
+    /// Entries carried by each append, same order.
+    pub(crate) entry_counts: Arc<Mutex<Vec<usize>>>,
     pub(crate) votes: Arc<AtomicU64>,
     pub(crate) snapshot: Arc<Mutex<Vec<u8>>>,
 }
@@ -84,6 +87,7 @@ impl RaftRpcHandler for FakeRaft {
         req: AppendEntriesRequest<TypeConfig>,
     ) -> impl Future<Output = AppendEntriesResult> + Send {
         let appends = self.appends.clone();
+        self.entry_counts.lock().unwrap().push(req.entries.len());
         async move {
             appends
                 .lock()

@@ -23,6 +23,33 @@ use tokio::task::JoinHandle;
 use crate::support::*;
 
 #[tokio::test]
+async fn a_search_for_the_matching_point_probes_without_entries() {
+    let raft = FakeRaft::default();
+    let server = Server::start(raft.clone(), Arc::new(NoCustomRpc)).await;
+    let net = NetworkFactory::new(1, NetworkFilter::new());
+    let mut c = raft_client(&net, 2, server.addr).await;
+    let mut req = append(0);
+    req.prev_log_id = Some(log_id(1, 40));
+    req.entries[0].log_id = log_id(1, 41);
+    // Nothing confirmed yet: the follower is asked whether it holds the batch's last entry
+    // (the fake says yes), and the batch is not sent.
+    assert_eq!(
+        c.append_entries(req, opt(TTL)).await.unwrap(),
+        AppendEntriesResponse::Success
+    );
+    // The next batch starts at what it confirmed: sent as usual.
+    let mut req = append(0);
+    req.prev_log_id = Some(log_id(1, 41));
+    req.entries[0].log_id = log_id(1, 42);
+    assert_eq!(
+        c.append_entries(req, opt(TTL)).await.unwrap(),
+        AppendEntriesResponse::Success
+    );
+    assert_eq!(*raft.entry_counts.lock().unwrap(), vec![0, 1]);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_node_of_another_group_or_the_wrong_node_is_refused() {
     let raft = FakeRaft::default();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
