@@ -112,6 +112,14 @@ fn override_keys(origin: &str, template: &str, overrides: &[(&str, String)]) -> 
     let mut out = format!(
         "# Written by `mqadmin playground` from {origin} at every start: edits are lost.\n"
     );
+    out.push_str(&replace_keys(template, overrides));
+    out
+}
+
+/// `template` (a properties file) with the values of `overrides` in place of its own; keys
+/// it lacks are appended, comments and every other line are kept.
+pub fn replace_keys<K: AsRef<str>, V: AsRef<str>>(template: &str, overrides: &[(K, V)]) -> String {
+    let mut out = String::new();
     let mut seen = vec![false; overrides.len()];
     for line in template.lines() {
         let trimmed = line.trim_start();
@@ -120,10 +128,11 @@ fn override_keys(origin: &str, template: &str, overrides: &[(&str, String)]) -> 
         } else {
             trimmed.split(['=', ':']).next().map(str::trim)
         };
-        match key.and_then(|k| overrides.iter().position(|(o, _)| *o == k)) {
+        match key.and_then(|k| overrides.iter().position(|(o, _)| o.as_ref() == k)) {
             Some(i) => {
                 if !seen[i] {
-                    out.push_str(&format!("{}={}\n", overrides[i].0, overrides[i].1));
+                    let (k, v) = &overrides[i];
+                    out.push_str(&format!("{}={}\n", k.as_ref(), v.as_ref()));
                 }
                 seen[i] = true;
             }
@@ -134,7 +143,7 @@ fn override_keys(origin: &str, template: &str, overrides: &[(&str, String)]) -> 
         }
     }
     for ((key, value), _) in overrides.iter().zip(&seen).filter(|(_, s)| !**s) {
-        out.push_str(&format!("{key}={value}\n"));
+        out.push_str(&format!("{}={}\n", key.as_ref(), value.as_ref()));
     }
     out
 }
