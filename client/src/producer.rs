@@ -402,10 +402,10 @@ impl Producer {
         // its queue through an election; send_to_queue then waits for the new master.
         let started = Instant::now();
         let mut attempt = 0;
-        let queues = loop {
+        let info = loop {
             attempt += 1;
             let e = match self.publish_info(&msg.topic).await {
-                Ok(info) if !info.all_queues.is_empty() => break info.all_queues.clone(),
+                Ok(info) if !info.all_queues.is_empty() => break info,
                 Ok(_) => ClientError::NoRoute(msg.topic.clone()),
                 Err(e) => e,
             };
@@ -415,7 +415,8 @@ impl Producer {
             tokio::time::sleep(FAILOVER_POLL).await;
             let _ = self.core.refresh_route(&msg.topic).await;
         };
-        let mq = queues[selector.select(&queues, &msg) % queues.len()].clone();
+        let queues = &info.all_queues;
+        let mq = queues[selector.select(queues, &msg) % queues.len()].clone();
         self.send_to_queue(msg, &mq).await
     }
 
@@ -834,19 +835,30 @@ mod failover_tests {
             .to_owned()
     }
 
-    #[tokio::test]
-    async fn a_route_without_master_is_waited_out_not_spun_on() {
-        let broker = fake(stored).await;
+    /// A NameServer whose first `masterless` route answers show the group without a
+    /// master (an election), then `broker` as master; also returns how often it was asked.
+    async fn election_namesrv(broker: &str, masterless: usize) -> (String, Arc<AtomicUsize>) {
         let asked = Arc::new(AtomicUsize::new(0));
         let a = asked.clone();
-        let b = broker.clone();
-        // An election: the first three answers show the group without a master.
+        let b = broker.to_owned();
         let ns = fake(move |req| {
             let n = a.fetch_add(1, Ordering::SeqCst);
-            let r = if n < 3 { route(None) } else { route(Some(&b)) };
+            let r = if n < masterless {
+                route(None)
+            } else {
+                route(Some(&b))
+            };
             RemotingCommand::response_to(req, ResponseCode::Success).with_body(encode_json(&r))
         })
         .await;
+        (ns, asked)
+    }
+
+    #[tokio::test]
+    async fn a_route_without_master_is_waited_out_not_spun_on() {
+        let broker = fake(stored).await;
+        // An election: the first three answers show the group without a master.
+        let (ns, asked) = election_namesrv(&broker, 3).await;
         let p = Producer::start(ProducerConfig::new("pg", ns)).unwrap();
         let r = p.send(Message::new("T", "x")).await.unwrap();
         assert_eq!(
@@ -906,15 +918,7 @@ mod failover_tests {
         // ordered sends failed at once with NoRoute): the key's queue is chosen over every
         // queue anyway, and the send waits for the group's new master.
         let broker = fake(stored).await;
-        let asked = Arc::new(AtomicUsize::new(0));
-        let a = asked.clone();
-        let b = broker.clone();
-        let ns = fake(move |req| {
-            let n = a.fetch_add(1, Ordering::SeqCst);
-            let r = if n < 3 { route(None) } else { route(Some(&b)) };
-            RemotingCommand::response_to(req, ResponseCode::Success).with_body(encode_json(&r))
-        })
-        .await;
+        let (ns, asked) = election_namesrv(&broker, 3).await;
         let p = Producer::start(ProducerConfig::new("pg", ns)).unwrap();
         let sel = SelectByKey("order-7".into());
         let r = p.send_ordered(Message::new("T", "x"), &sel).await.unwrap();

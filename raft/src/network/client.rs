@@ -378,8 +378,8 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         let ttl = option.hard_ttl();
         match self.call(RpcRequest::AppendEntries(rpc), ttl).await {
             Ok(RpcResponse::AppendEntries(Ok(AppendEntriesResponse::Success))) => {
-                let matched = partial.unwrap_or(sent_last);
-                self.confirmed = Some((vote, matched.or(sent_prev)));
+                // What was sent (after any cut) now matches on the follower.
+                self.confirmed = Some((vote, sent_last.or(sent_prev)));
                 Ok(match partial {
                     Some(last) => AppendEntriesResponse::PartialSuccess(last),
                     None => AppendEntriesResponse::Success,
