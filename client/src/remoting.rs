@@ -11,15 +11,20 @@
 //! late answer is dropped). Network data is never unwrapped. The broker has its own
 //! outgoing client: DESIGN.md keeps the client from linking server code and the broker from
 //! depending on the client.
+//!
+//! Request headers go out in ROCKETMQ's binary serialization unless the environment says
+//! `ROCKETMQ_SERIALIZE_TYPE=JSON` (RocketMQ's own switch); servers answer in the request's
+//! serialization. Both are in the wire spec; binary costs both ends less than JSON, whose
+//! escaped property separators take serde_json's slow path.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use raftmq_protocol::command::FLAG_ONEWAY;
-use raftmq_protocol::{decode_frame, encode_frame, Decoded, RemotingCommand};
+use raftmq_protocol::{decode_frame, encode_frame, Decoded, RemotingCommand, SerializeType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -32,6 +37,22 @@ const WRITE_QUEUE_FRAMES: usize = 4096;
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
 type Pending = Arc<Mutex<HashMap<i32, oneshot::Sender<RemotingCommand>>>>;
+
+/// The header serialization of this process's requests (see the module doc).
+pub fn request_serialize_type() -> SerializeType {
+    static TYPE: OnceLock<SerializeType> = OnceLock::new();
+    *TYPE.get_or_init(|| {
+        serialize_type_from(std::env::var("ROCKETMQ_SERIALIZE_TYPE").ok().as_deref())
+    })
+}
+
+/// `JSON` (any case) selects JSON headers; anything else, or nothing, binary ones.
+fn serialize_type_from(setting: Option<&str>) -> SerializeType {
+    match setting {
+        Some(s) if s.trim().eq_ignore_ascii_case("json") => SerializeType::Json,
+        _ => SerializeType::RocketMq,
+    }
+}
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -102,7 +123,8 @@ impl Connection {
         }
     }
 
-    async fn enqueue(&self, request: &RemotingCommand) -> Result<(), ClientError> {
+    async fn enqueue(&self, request: &mut RemotingCommand) -> Result<(), ClientError> {
+        request.serialize_type = request_serialize_type();
         let frame = encode_frame(request).map_err(|e| ClientError::Encode(e.to_string()))?;
         self.frames
             .send(frame)
@@ -132,7 +154,7 @@ impl Connection {
             forget();
             return Err(self.closed_error());
         }
-        if let Err(e) = self.enqueue(&request).await {
+        if let Err(e) = self.enqueue(&mut request).await {
             forget();
             return Err(e);
         }
@@ -157,7 +179,7 @@ impl Connection {
         }
         request.opaque = self.next_opaque.fetch_add(1, Ordering::Relaxed);
         request.flag |= FLAG_ONEWAY;
-        self.enqueue(&request).await
+        self.enqueue(&mut request).await
     }
 }
 

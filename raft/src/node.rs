@@ -56,6 +56,12 @@ pub struct NodeConfig {
     pub propose_timeout: Duration,
     /// Entries a follower may lag before the leader sends a snapshot instead of the log.
     pub replication_lag_threshold: u64,
+    /// Most entries in one AppendEntries. A new leader searches each follower's matching
+    /// point with requests of this many entries, reading them from the log first, so a
+    /// large value costs failover time (4096 entries of ~45 KB: ~280 ms a step, ~1.1 s
+    /// in all); 64 keeps a step to a few milliseconds and still far exceeds the entry
+    /// rate (the proposer packs every waiting command into one entry).
+    pub max_payload_entries: u64,
     /// Build a snapshot automatically once this many entries were applied since the last one;
     /// `None` (the default): never automatically, only through
     /// [`RaftNode::snapshot_and_purge`].
@@ -78,6 +84,7 @@ impl NodeConfig {
             election_max: Duration::from_millis(700),
             propose_timeout: Duration::from_secs(10),
             replication_lag_threshold: 1_000_000,
+            max_payload_entries: 64,
             snapshot_logs_since_last: None,
         }
     }
@@ -89,7 +96,7 @@ impl NodeConfig {
             election_timeout_min: self.election_min.as_millis() as u64,
             election_timeout_max: self.election_max.as_millis() as u64,
             replication_lag_threshold: self.replication_lag_threshold,
-            max_payload_entries: 4096,
+            max_payload_entries: self.max_payload_entries,
             snapshot_policy: match self.snapshot_logs_since_last {
                 Some(n) => openraft::SnapshotPolicy::LogsSinceLast(n),
                 None => openraft::SnapshotPolicy::Never,

@@ -239,12 +239,78 @@ pub struct DedupEntry {
 /// Recent `(topic, UNIQ_KEY)` → first result, FIFO-evicted at a fixed capacity.
 ///
 /// Deterministic: insertion order is apply order, eviction is by insertion order, and
-/// snapshots carry the entries in that order.
+/// snapshots carry the entries in that order. Every replica consults it for every send,
+/// so it is laid out for that: the entries sit in a ring in insertion order, each with
+/// one allocation (topic and key side by side), and a map from a 64-bit hash of the pair
+/// to the sequence numbers of the entries with that hash. Lookups compare the strings, so
+/// a hash collision costs a comparison, never a wrong answer.
 #[derive(Debug, Clone)]
 pub struct DedupWindow {
     capacity: usize,
-    map: HashMap<(String, String), AppendResult>,
-    order: VecDeque<(String, String)>,
+    /// Entries in insertion order; the front one has sequence number `first_seq`.
+    order: VecDeque<DedupSlot>,
+    first_seq: u64,
+    /// Pair hash → sequence numbers of the entries with that hash.
+    by_hash: HashKeyed<SeqList>,
+    /// [`pair_hash`]; tests swap in a colliding one.
+    hash_fn: fn(&str, &str) -> u64,
+}
+
+/// One window entry: `topic` then `uniq_key` in one string.
+#[derive(Debug, Clone)]
+struct DedupSlot {
+    hash: u64,
+    topic_len: usize,
+    text: Box<str>,
+    result: AppendResult,
+}
+
+impl DedupSlot {
+    fn topic(&self) -> &str {
+        self.text.get(..self.topic_len).unwrap_or_default()
+    }
+
+    fn uniq_key(&self) -> &str {
+        self.text.get(self.topic_len..).unwrap_or_default()
+    }
+
+    fn is(&self, topic: &str, uniq_key: &str) -> bool {
+        self.topic_len == topic.len()
+            && self.text.len() == topic.len() + uniq_key.len()
+            && self.topic() == topic
+            && self.uniq_key() == uniq_key
+    }
+}
+
+/// Sequence numbers sharing one hash: one inline (the rule), more boxed (collisions).
+#[derive(Debug, Clone)]
+enum SeqList {
+    One(u64),
+    Many(Vec<u64>),
+}
+
+impl SeqList {
+    fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        let (one, many) = match self {
+            SeqList::One(s) => (Some(*s), None),
+            SeqList::Many(v) => (None, Some(v.iter().copied())),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
+}
+
+/// FNV-1a of `topic`, a separator no topic contains, and `uniq_key`.
+fn pair_hash(topic: &str, uniq_key: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in topic
+        .bytes()
+        .chain(std::iter::once(0xff))
+        .chain(uniq_key.bytes())
+    {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 impl Default for DedupWindow {
@@ -258,17 +324,38 @@ impl DedupWindow {
     pub fn with_capacity(capacity: usize) -> Self {
         DedupWindow {
             capacity,
-            map: HashMap::new(),
             order: VecDeque::new(),
+            first_seq: 0,
+            by_hash: HashKeyed::default(),
+            hash_fn: pair_hash,
         }
+    }
+
+    /// An empty window hashing pairs with `hash_fn` (tests: force collisions).
+    #[cfg(test)]
+    pub(super) fn with_hasher(capacity: usize, hash_fn: fn(&str, &str) -> u64) -> Self {
+        DedupWindow {
+            hash_fn,
+            ..Self::with_capacity(capacity)
+        }
+    }
+
+    fn slot(&self, seq: u64) -> Option<&DedupSlot> {
+        let i = usize::try_from(seq.checked_sub(self.first_seq)?).ok()?;
+        self.order.get(i)
+    }
+
+    fn find(&self, hash: u64, topic: &str, uniq_key: &str) -> Option<u64> {
+        self.by_hash
+            .get(&hash)?
+            .iter()
+            .find(|&seq| self.slot(seq).is_some_and(|s| s.is(topic, uniq_key)))
     }
 
     /// The first result for `(topic, uniq_key)`, if still in the window.
     pub fn get(&self, topic: &str, uniq_key: &str) -> Option<AppendResult> {
-        // Tuple keys cannot be borrowed as (&str, &str); the allocation is per send only.
-        self.map
-            .get(&(topic.to_owned(), uniq_key.to_owned()))
-            .copied()
+        let seq = self.find((self.hash_fn)(topic, uniq_key), topic, uniq_key)?;
+        self.slot(seq).map(|s| s.result)
     }
 
     /// Remembers a first result, evicting the oldest key when full; false if the key was
@@ -277,17 +364,57 @@ impl DedupWindow {
         if self.capacity == 0 {
             return false;
         }
-        let key = (topic.to_owned(), uniq_key.to_owned());
-        if self.map.insert(key.clone(), result).is_some() {
+        let hash = (self.hash_fn)(topic, uniq_key);
+        if let Some(seq) = self.find(hash, topic, uniq_key) {
+            let i = (seq - self.first_seq) as usize;
+            if let Some(s) = self.order.get_mut(i) {
+                s.result = result;
+            }
             return false;
         }
-        self.order.push_back(key);
-        while self.order.len() > self.capacity {
-            if let Some(old) = self.order.pop_front() {
-                self.map.remove(&old);
+        let seq = self.first_seq + self.order.len() as u64;
+        let mut text = String::with_capacity(topic.len() + uniq_key.len());
+        text.push_str(topic);
+        text.push_str(uniq_key);
+        self.order.push_back(DedupSlot {
+            hash,
+            topic_len: topic.len(),
+            text: text.into_boxed_str(),
+            result,
+        });
+        match self.by_hash.get_mut(&hash) {
+            None => {
+                self.by_hash.insert(hash, SeqList::One(seq));
             }
+            Some(SeqList::One(first)) => {
+                let first = *first;
+                self.by_hash.insert(hash, SeqList::Many(vec![first, seq]));
+            }
+            Some(SeqList::Many(v)) => v.push(seq),
+        }
+        while self.order.len() > self.capacity {
+            self.evict_front();
         }
         true
+    }
+
+    fn evict_front(&mut self) {
+        let Some(old) = self.order.pop_front() else {
+            return;
+        };
+        let seq = self.first_seq;
+        self.first_seq += 1;
+        let empty = match self.by_hash.get_mut(&old.hash) {
+            Some(SeqList::Many(v)) => {
+                v.retain(|&s| s != seq);
+                v.is_empty()
+            }
+            Some(SeqList::One(_)) => true,
+            None => false,
+        };
+        if empty {
+            self.by_hash.remove(&old.hash);
+        }
     }
 
     /// The window's capacity.
@@ -305,22 +432,31 @@ impl DedupWindow {
         self.order.is_empty()
     }
 
-    /// Forgets every key of `topic`.
+    /// Forgets every key of `topic` (topic deletion: rare, so the window is rebuilt).
     pub fn remove_topic(&mut self, topic: &str) {
-        self.order.retain(|(t, _)| t != topic);
-        self.map.retain(|(t, _), _| t != topic);
+        if !self.order.iter().any(|s| s.topic() == topic) {
+            return;
+        }
+        let kept: Vec<DedupSlot> = self
+            .order
+            .drain(..)
+            .filter(|s| s.topic() != topic)
+            .collect();
+        self.first_seq = 0;
+        self.by_hash.clear();
+        for s in kept {
+            self.insert(s.topic(), s.uniq_key(), s.result);
+        }
     }
 
     /// Entries in insertion order (for snapshots).
     pub fn entries(&self) -> Vec<DedupEntry> {
         self.order
             .iter()
-            .filter_map(|k| {
-                self.map.get(k).map(|r| DedupEntry {
-                    topic: k.0.clone(),
-                    uniq_key: k.1.clone(),
-                    result: *r,
-                })
+            .map(|s| DedupEntry {
+                topic: s.topic().to_owned(),
+                uniq_key: s.uniq_key().to_owned(),
+                result: s.result,
             })
             .collect()
     }

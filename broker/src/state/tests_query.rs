@@ -292,6 +292,98 @@ fn dedup_window_evicts_fifo() {
     assert!(w.is_empty());
 }
 
+/// The window against a plain model (map + FIFO), with real hashes and with every pair
+/// colliding: same answers, same length, same entries in the same order.
+mod dedup_model {
+    use std::collections::{HashMap, VecDeque};
+
+    use proptest::prelude::*;
+
+    use super::super::command::AppendResult;
+    use super::DedupWindow;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(usize, usize, i64),
+        Get(usize, usize),
+        RemoveTopic(usize),
+    }
+
+    const TOPICS: [&str; 3] = ["T", "TA", "A"];
+    const KEYS: [&str; 4] = ["", "A", "k1", "Tk1"];
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..3usize, 0..4usize, 0..100i64).prop_map(|(t, k, o)| Op::Insert(t, k, o)),
+            3 => (0..3usize, 0..4usize).prop_map(|(t, k)| Op::Get(t, k)),
+            1 => (0..3usize).prop_map(Op::RemoveTopic),
+        ]
+    }
+
+    fn r(o: i64) -> AppendResult {
+        AppendResult {
+            queue_id: 1,
+            queue_offset: o,
+            physical_offset: o,
+            duplicate: false,
+        }
+    }
+
+    fn collide(_: &str, _: &str) -> u64 {
+        7
+    }
+
+    proptest! {
+        #[test]
+        fn matches_a_plain_model(cap in 0..5usize, colliding: bool, ops in proptest::collection::vec(op(), 0..60)) {
+            let mut w = if colliding {
+                DedupWindow::with_hasher(cap, collide)
+            } else {
+                DedupWindow::with_capacity(cap)
+            };
+            let mut map: HashMap<(String, String), AppendResult> = HashMap::new();
+            let mut order: VecDeque<(String, String)> = VecDeque::new();
+            for op in ops {
+                match op {
+                    Op::Insert(t, k, o) => {
+                        let key = (TOPICS[t].to_owned(), KEYS[k].to_owned());
+                        let fresh = if cap == 0 {
+                            false
+                        } else if let Some(v) = map.get_mut(&key) {
+                            *v = r(o);
+                            false
+                        } else {
+                            map.insert(key.clone(), r(o));
+                            order.push_back(key);
+                            while order.len() > cap {
+                                let old = order.pop_front().unwrap();
+                                map.remove(&old);
+                            }
+                            true
+                        };
+                        prop_assert_eq!(w.insert(TOPICS[t], KEYS[k], r(o)), fresh);
+                    }
+                    Op::Get(t, k) => {
+                        let key = (TOPICS[t].to_owned(), KEYS[k].to_owned());
+                        prop_assert_eq!(w.get(TOPICS[t], KEYS[k]), map.get(&key).copied());
+                    }
+                    Op::RemoveTopic(t) => {
+                        order.retain(|(x, _)| x != TOPICS[t]);
+                        map.retain(|(x, _), _| x != TOPICS[t]);
+                        w.remove_topic(TOPICS[t]);
+                    }
+                }
+                prop_assert_eq!(w.len(), order.len());
+            }
+            let got: Vec<(String, String, AppendResult)> =
+                w.entries().into_iter().map(|e| (e.topic, e.uniq_key, e.result)).collect();
+            let want: Vec<(String, String, AppendResult)> =
+                order.iter().map(|k| (k.0.clone(), k.1.clone(), map[k])).collect();
+            prop_assert_eq!(got, want);
+        }
+    }
+}
+
 #[test]
 fn purge_raises_min_offsets() {
     let mut sm = BrokerStateMachine::new();

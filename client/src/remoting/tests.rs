@@ -176,3 +176,30 @@ async fn refused_and_oversized_requests_are_errors() {
     let e = pool.call(&addr, big, T).await.unwrap_err();
     assert!(matches!(e, ClientError::Encode(_)), "{e}");
 }
+
+#[test]
+fn json_headers_only_when_the_environment_names_them() {
+    assert_eq!(serialize_type_from(None), SerializeType::RocketMq);
+    assert_eq!(
+        serialize_type_from(Some("ROCKETMQ")),
+        SerializeType::RocketMq
+    );
+    assert_eq!(serialize_type_from(Some("json")), SerializeType::Json);
+    assert_eq!(serialize_type_from(Some(" JSON ")), SerializeType::Json);
+    assert_eq!(serialize_type_from(Some("xml")), SerializeType::RocketMq);
+}
+
+#[tokio::test]
+async fn requests_carry_the_process_serialization_and_answers_keep_it() {
+    let (addr, _s) = server().await;
+    let pool = ConnectionPool::new(T, None);
+    let (a, b) = tokio::join!(
+        pool.call(&addr, req_from(1, "bin \u{1}x\u{2}y"), T),
+        pool.call(&addr, req_from(1, "b"), T)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    // The scripted server answers in the request's serialization, as servers must.
+    assert_eq!(a.serialize_type, request_serialize_type());
+    assert_eq!(b.serialize_type, request_serialize_type());
+    assert_eq!(a.remark.as_deref(), Some("answer to bin \u{1}x\u{2}y"));
+}
