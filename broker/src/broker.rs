@@ -25,6 +25,7 @@ mod maintenance;
 mod peers;
 mod preferred;
 mod pull;
+mod reset;
 mod send;
 mod stats;
 
@@ -317,6 +318,7 @@ impl Broker {
             Some(RequestCode::GetBrokerRuntimeInfo) => self.broker_runtime_info(&req),
             Some(RequestCode::RaftLeaderTransfer) => self.raft_leader_transfer(&req).await,
             Some(RequestCode::RaftGroupStatus) => self.raft_group_status(&req),
+            Some(RequestCode::InvokeBrokerToResetOffset) => self.invoke_reset_offset(&req).await,
             _ => RemotingCommand::error_to(
                 &req,
                 ResponseCode::RequestCodeNotSupported,

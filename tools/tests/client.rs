@@ -72,6 +72,7 @@ async fn client_against_a_real_group() {
     broadcasting_gives_everyone_everything_and_keeps_offsets_locally(&c).await;
     pull_consumer_reads_explicit_offsets_and_long_polls(&c).await;
     failed_messages_come_back_through_the_retry_topic(&c).await;
+    a_reset_by_time_moves_a_running_consumer_back(&c).await;
     producer_follows_a_failover_without_losing_acknowledged_messages(&mut c).await;
 }
 
@@ -412,6 +413,48 @@ async fn failed_messages_come_back_through_the_retry_topic(c: &Cluster) {
         (topic.to_owned(), 1),
         "redelivered with the original topic restored"
     );
+    consumer.shutdown().await;
+    p.shutdown();
+}
+
+/// `resetOffsetByTime` on a live group: the master commits the new offsets and tells the
+/// running consumer (RESET_CONSUMER_CLIENT_OFFSET), which drops its queues and consumes
+/// everything again instead of committing its old offsets over the reset.
+async fn a_reset_by_time_moves_a_running_consumer_back(c: &Cluster) {
+    let topic = "ClientReset";
+    let group = "cg-reset";
+    let p = producer(c, "pg-reset");
+    for i in 0..40 {
+        p.send(Message::new(topic, format!("r-{i}"))).await.unwrap();
+    }
+    let (consumer, seen) = recording_consumer(c, group, "reset-1", topic, "*");
+    consumer.start().await.unwrap();
+    wait_for("the consumer to see all 40", DEADLINE, || async {
+        (seen.lock().unwrap().len() >= 40).then_some(())
+    })
+    .await;
+    let admin = raftmq_client::admin::AdminClient::new(vec![c.namesrv()]).unwrap();
+    wait_for("the consumer to commit its offsets", DEADLINE, || async {
+        let p = admin.consumer_progress(group, Some(topic)).await.ok()?;
+        (p.diff_total() == 0).then_some(())
+    })
+    .await;
+    let before = seen.lock().unwrap().len();
+    let entries = admin
+        .reset_offset_by_time(group, topic, 0, None, None, true)
+        .await
+        .unwrap();
+    assert!(entries.iter().all(|e| e.offset == 0), "{entries:?}");
+    wait_for(
+        "every message consumed again after the reset",
+        DEADLINE,
+        || async {
+            let s = seen.lock().unwrap();
+            let again: BTreeSet<String> = s[before..].iter().map(body_str).collect();
+            (again.len() == 40).then_some(())
+        },
+    )
+    .await;
     consumer.shutdown().await;
     p.shutdown();
 }

@@ -367,6 +367,36 @@ fn drive(c: &Admin) {
     let cols: Vec<&str> = master_line.split_whitespace().collect();
     assert_eq!(&cols[..4], [CLUSTER, GROUP, "0", master.as_str()], "{text}");
     assert!(master_line.contains("leader/"), "{master_line}");
+    // `-i 1`: the table again every second until interrupted.
+    let mut repeat = std::process::Command::new(MQADMIN)
+        .args(["clusterList", "-i", "1", "-n", &c.namesrv])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = repeat.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + DEADLINE;
+    let mut tables = 0;
+    while tables < 2 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("clusterList -i 1 printed {tables} tables"));
+        tables += usize::from(line.starts_with("#Cluster Name"));
+    }
+    repeat.kill().unwrap();
+    let _ = repeat.wait();
     let text = c.ok(&["brokerStatus", "-b", &master]);
     for key in [
         "raftRole",

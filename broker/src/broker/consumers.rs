@@ -190,6 +190,11 @@ impl Broker {
         self.clients().subscription(group, topic)
     }
 
+    /// The connections of `group`'s consumers on this node.
+    pub(super) fn consumer_channels(&self, group: &str) -> Vec<Channel> {
+        self.clients().consumer_channels(group)
+    }
+
     /// Sends NOTIFY_CONSUMER_IDS_CHANGED to every remaining member of each group.
     fn notify_changed(&self, groups: &[String]) {
         for group in groups {

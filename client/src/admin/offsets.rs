@@ -8,12 +8,12 @@
 //! NameServers' list (or only the one given).
 
 use raftmq_protocol::body::TopicRouteData;
-use raftmq_protocol::body::{decode_json, ConsumerIdList};
+use raftmq_protocol::body::{decode_json, ConsumerIdList, ResetOffsetBody};
 use raftmq_protocol::codes::{RequestCode, ResponseCode};
 use raftmq_protocol::headers::{
     ConsumerGroupRequestHeader, EarliestMsgStoretimeResponseHeader, GetMaxOffsetRequestHeader,
     OffsetResponseHeader, QueryConsumerOffsetRequestHeader, QueueRequestHeader,
-    SearchOffsetRequestHeader, UpdateConsumerOffsetRequestHeader,
+    ResetOffsetRequestHeader, SearchOffsetRequestHeader, UpdateConsumerOffsetRequestHeader,
 };
 use raftmq_protocol::RemotingCommand;
 
@@ -406,11 +406,9 @@ impl AdminClient {
 
     /// Sets the group's offset of every queue of `topic` (of group `broker_name` / queue
     /// `queue_id` only, when given) to the first message stored at or after
-    /// `timestamp_ms`, on each group's master.
-    ///
-    /// RocketMQ's broker also tells the group's online consumers to adopt the new offsets
-    /// (RESET_CONSUMER_CLIENT_OFFSET); RaftMQ's does not yet, so stop the consumers first
-    /// or they overwrite the reset with their own next commit.
+    /// `timestamp_ms` (-1: the queue's end), on each group's master, which also tells the
+    /// group's online consumers to continue from there (INVOKE_BROKER_TO_RESET_OFFSET →
+    /// RESET_CONSUMER_CLIENT_OFFSET, as RocketMQ). Without `force` a queue only rolls back.
     pub async fn reset_offset_by_time(
         &self,
         group: &str,
@@ -418,6 +416,7 @@ impl AdminClient {
         timestamp_ms: i64,
         broker_name: Option<&str>,
         queue_id: Option<i32>,
+        force: bool,
     ) -> Result<Vec<ResetEntry>, ClientError> {
         let route = self.topic_route(topic).await?;
         let mut out = Vec::new();
@@ -428,16 +427,19 @@ impl AdminClient {
             if broker_name.is_some_and(|b| b != name) {
                 continue;
             }
-            let master = route_master(&route, &name)?;
-            for queue in queues {
-                if queue_id.is_some_and(|q| q != queue.queue_id) {
-                    continue;
-                }
-                let offset = self.search_offset(&master, &queue, timestamp_ms).await?;
-                self.update_consumer_offset(&master, group, &queue, offset)
-                    .await?;
-                out.push(ResetEntry { queue, offset });
+            if queue_id.is_some_and(|q| !queues.iter().any(|mq| mq.queue_id == q)) {
+                continue;
             }
+            let master = route_master(&route, &name)?;
+            let header = ResetOffsetRequestHeader {
+                topic: topic.to_owned(),
+                group: group.to_owned(),
+                timestamp: timestamp_ms,
+                is_force: force,
+                queue_id,
+                offset: None,
+            };
+            out.extend(self.invoke_reset(&master, &header).await?);
         }
         if out.is_empty() {
             return Err(ClientError::InvalidArgument(format!(
@@ -451,17 +453,54 @@ impl AdminClient {
         Ok(out)
     }
 
-    /// [`Self::update_consumer_offset`] of one queue, on its group's master from the route.
+    /// Sets one queue's offset for the group on its group's master, which tells the
+    /// group's online consumers (as [`Self::reset_offset_by_time`]).
     pub async fn reset_queue_offset(
         &self,
         group: &str,
         queue: &MessageQueue,
         offset: i64,
-    ) -> Result<(), ClientError> {
+    ) -> Result<i64, ClientError> {
         let route = self.topic_route(&queue.topic).await?;
         let master = route_master(&route, &queue.broker_name)?;
-        self.update_consumer_offset(&master, group, queue, offset)
-            .await
+        let header = ResetOffsetRequestHeader {
+            topic: queue.topic.clone(),
+            group: group.to_owned(),
+            timestamp: -1,
+            is_force: true,
+            queue_id: Some(queue.queue_id),
+            offset: Some(offset),
+        };
+        let entries = self.invoke_reset(&master, &header).await?;
+        Ok(entries
+            .iter()
+            .find(|e| e.queue.queue_id == queue.queue_id)
+            .map_or(offset, |e| e.offset))
+    }
+
+    /// INVOKE_BROKER_TO_RESET_OFFSET to `master`: the offsets it set.
+    async fn invoke_reset(
+        &self,
+        master: &str,
+        header: &ResetOffsetRequestHeader,
+    ) -> Result<Vec<ResetEntry>, ClientError> {
+        let req =
+            RemotingCommand::request_with(RequestCode::InvokeBrokerToResetOffset.code(), header);
+        let resp = self.call_ok(master, req).await?;
+        let body = ResetOffsetBody::decode(&resp.body)
+            .map_err(|e| ClientError::BadAnswer(format!("{master}: {e}")))?;
+        Ok(body
+            .offset_table
+            .into_iter()
+            .map(|(q, offset)| ResetEntry {
+                queue: MessageQueue {
+                    topic: q.topic,
+                    broker_name: q.broker_name,
+                    queue_id: q.queue_id,
+                },
+                offset,
+            })
+            .collect())
     }
 }
 

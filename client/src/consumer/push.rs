@@ -26,12 +26,12 @@ use std::time::{Duration, Instant};
 use raftmq_protocol::body::lock::MessageQueue as WireQueue;
 use raftmq_protocol::body::{
     decode_json, encode_json, ConsumerData, ConsumerIdList, HeartbeatData, LockBatchRequestBody,
-    LockBatchResponseBody, SubscriptionData,
+    LockBatchResponseBody, ResetOffsetBody, SubscriptionData,
 };
 use raftmq_protocol::codes::{RequestCode, ResponseCode};
 use raftmq_protocol::headers::{
     CommandHeader, ConsumerGroupRequestHeader, ConsumerSendMsgBackRequestHeader,
-    SendMessageRequestHeaderV2, UnregisterClientRequestHeader,
+    ResetOffsetRequestHeader, SendMessageRequestHeaderV2, UnregisterClientRequestHeader,
 };
 use raftmq_protocol::message::{encode_properties, keys};
 use raftmq_protocol::{RemotingCommand, StrMap};
@@ -487,8 +487,60 @@ impl Inner {
             if req.code == RequestCode::NotifyConsumerIdsChanged.code() {
                 tracing::debug!(%from, group = %inner.cfg.group, "consumer ids changed, rebalancing");
                 inner.rebalance_now.notify_one();
+            } else if req.code == RequestCode::ResetConsumerClientOffset.code() {
+                inner.reset_offsets(&from, &req).await;
             }
         }
+    }
+
+    /// RESET_CONSUMER_CLIENT_OFFSET (an operator's `resetOffsetByTime`): the queues in the
+    /// table are dropped without committing what was consumed of them, their new offsets
+    /// are committed (again: a pull in flight may have carried the old one to the broker
+    /// after the reset), and the next rebalance takes them back from the new offsets.
+    async fn reset_offsets(&self, from: &str, req: &RemotingCommand) {
+        let h = match ResetOffsetRequestHeader::from_ext(&req.ext_fields) {
+            Ok(h) if h.group == self.cfg.group => h,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(%from, error = %e, "unreadable offset reset ignored");
+                return;
+            }
+        };
+        let table = match ResetOffsetBody::decode(&req.body) {
+            Ok(b) => b.offset_table,
+            Err(e) => {
+                tracing::warn!(%from, error = %e, "unreadable offset reset ignored");
+                return;
+            }
+        };
+        for (wire, offset) in table {
+            let mq = MessageQueue {
+                topic: wire.topic,
+                broker_name: wire.broker_name,
+                queue_id: wire.queue_id,
+            };
+            if let Some(state) = lock(&self.queues).remove(&mq) {
+                state.dropped.store(true, Ordering::Release);
+            }
+            if self.cfg.model == MessageModel::Broadcasting {
+                lock(&self.local_offsets).insert(mq, offset);
+                continue;
+            }
+            let Ok(addr) = self.master(&mq).await else {
+                continue;
+            };
+            if let Err(e) =
+                commit_offset(self.core.pool(), &addr, &self.cfg.group, &mq, offset, false).await
+            {
+                tracing::debug!(%addr, queue = ?mq, error = %e, "reset offset commit failed");
+            }
+        }
+        if self.cfg.model == MessageModel::Broadcasting {
+            self.persist_all(false).await;
+        }
+        tracing::info!(%from, group = %self.cfg.group, topic = %h.topic, timestamp = h.timestamp,
+            "consumer offsets reset by the broker");
+        self.rebalance_now.notify_one();
     }
 
     /// The group's members as one node of a group hosting `topic` lists them.

@@ -21,6 +21,7 @@ pub mod json;
 pub mod lock;
 pub mod raftmq;
 pub mod register;
+pub mod reset;
 pub mod route;
 pub mod topic;
 
@@ -32,6 +33,7 @@ pub use raftmq::RaftGroupStatus;
 pub use register::{
     RegisterBrokerBody, REGISTER_INFLATED_BYTES_MAX, VERSION_V3_0_11, VERSION_V5_0_0,
 };
+pub use reset::ResetOffsetBody;
 pub use route::{BrokerData, QueueData, TopicRouteData, MASTER_ID};
 pub use topic::{
     perm, DataVersion, TopicConfig, TopicConfigSerializeWrapper, TopicFilterType,

@@ -91,3 +91,25 @@ ext_header! {
         timestamp: i64 => "timestamp",
     }
 }
+
+ext_header! {
+    /// INVOKE_BROKER_TO_RESET_OFFSET (222, admin → broker) and RESET_CONSUMER_CLIENT_OFFSET
+    /// (220, broker → each online consumer of the group, with a [`ResetOffsetBody`]).
+    ///
+    /// [`ResetOffsetBody`]: crate::body::ResetOffsetBody
+    pub struct ResetOffsetRequestHeader {
+        /// Topic.
+        topic: String => "topic",
+        /// Consumer group.
+        group: String => "group",
+        /// Each queue goes to its first message stored at or after this, ms since the
+        /// epoch (-1: to the queue's end).
+        timestamp: i64 => "timestamp",
+        /// Set the offsets even where they move forward (false: only roll back).
+        is_force: bool => "isForce",
+        /// Only this queue (absent or -1: every queue of the topic on the broker).
+        queue_id: Option<i32> => "queueId",
+        /// With `queueId`: this offset instead of one found by `timestamp`.
+        offset: Option<i64> => "offset",
+    }
+}

@@ -191,7 +191,7 @@ pub struct TopicStatus {
 }
 
 /// `clusterList`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ClusterList {
     /// Print more stats
     #[arg(short = 'm', long = "moreStats")]
@@ -199,6 +199,9 @@ pub struct ClusterList {
     /// only this cluster
     #[arg(short = 'c', long = "clusterName")]
     pub cluster: Option<String>,
+    /// Print again every this many seconds, until interrupted
+    #[arg(short = 'i', long = "interval", value_parser = clap::value_parser!(u64).range(1..))]
+    pub interval: Option<u64>,
 }
 
 /// `brokerStatus`.
@@ -358,7 +361,7 @@ pub struct ResetOffsetByTime {
     /// set this offset instead of searching by time (needs -b and -q)
     #[arg(short = 'o', long = "offset", requires = "queue")]
     pub offset: Option<i64>,
-    /// accepted for compatibility (RaftMQ always overwrites the stored offset)
+    /// set offsets that move forward too (false: a queue only rolls back)
     #[arg(short = 'f', long = "force", action = ArgAction::Set, default_value_t = true)]
     pub force: bool,
 }

@@ -163,13 +163,20 @@ pub async fn reset_offset_by_time(
                 broker_name: broker.clone(),
                 queue_id,
             };
-            admin.reset_queue_offset(&a.group, &queue, offset).await?;
-            (None, vec![(queue, offset)])
+            let stored = admin.reset_queue_offset(&a.group, &queue, offset).await?;
+            (None, vec![(queue, stored)])
         }
         (None, Some(ts)) => {
             let ms = parse_timestamp(ts, now_ms())?;
             let entries = admin
-                .reset_offset_by_time(&a.group, &a.topic, ms, a.broker.as_deref(), a.queue)
+                .reset_offset_by_time(
+                    &a.group,
+                    &a.topic,
+                    ms,
+                    a.broker.as_deref(),
+                    a.queue,
+                    a.force,
+                )
                 .await?;
             (
                 Some((ts.clone(), ms)),

@@ -116,31 +116,67 @@ pub fn execute(global: &Global, cmd: Command) -> ExitCode {
             }
         };
     }
-    let result = tokio::runtime::Builder::new_current_thread()
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("cannot start the tokio runtime")
-        .and_then(|rt| rt.block_on(run(global, cmd)));
-    match result {
-        Ok(report) => {
-            let out = if global.json {
-                let mut s = serde_json::to_string_pretty(&report.json).unwrap_or_default();
-                s.push('\n');
-                s
-            } else {
-                report.text
-            };
-            let mut stdout = std::io::stdout().lock();
-            // A closed pipe (`| head`) is not a failure of the command.
-            let _ = stdout
-                .write_all(out.as_bytes())
-                .and_then(|()| stdout.flush());
-            ExitCode::SUCCESS
-        }
+    {
+        Ok(rt) => rt,
         Err(e) => {
-            let line = format!("{e:#}").replace('\n', " ");
-            eprintln!("mqadmin {name}: {line}");
-            ExitCode::from(1)
+            return fail(
+                name,
+                &anyhow::Error::from(e).context("cannot start the tokio runtime"),
+            )
+        }
+    };
+    if let Command::ClusterList(a) = &cmd {
+        if let Some(secs) = a.interval {
+            // RocketMQ's `clusterList -i`: the table again every interval, until Ctrl-C; a
+            // round that fails is reported and the next one still comes.
+            let every = std::time::Duration::from_secs(secs);
+            loop {
+                let started = std::time::Instant::now();
+                let round = cli::ClusterList {
+                    interval: None,
+                    ..a.clone()
+                };
+                match rt.block_on(run(global, Command::ClusterList(round))) {
+                    Ok(report) => print_report(global, &report),
+                    Err(e) => {
+                        let _ = fail(name, &e);
+                    }
+                }
+                std::thread::sleep(every.saturating_sub(started.elapsed()));
+            }
         }
     }
+    match rt.block_on(run(global, cmd)) {
+        Ok(report) => {
+            print_report(global, &report);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(name, &e),
+    }
+}
+
+/// Writes a report to stdout, as text or (`--json`) JSON.
+fn print_report(global: &Global, report: &Report) {
+    let out = if global.json {
+        let mut s = serde_json::to_string_pretty(&report.json).unwrap_or_default();
+        s.push('\n');
+        s
+    } else {
+        report.text.clone()
+    };
+    let mut stdout = std::io::stdout().lock();
+    // A closed pipe (`| head`) is not a failure of the command.
+    let _ = stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush());
+}
+
+/// The one-line error on stderr, and exit code 1.
+fn fail(name: &str, e: &anyhow::Error) -> ExitCode {
+    let line = format!("{e:#}").replace('\n', " ");
+    eprintln!("mqadmin {name}: {line}");
+    ExitCode::from(1)
 }
