@@ -24,6 +24,7 @@ mod locks;
 mod maintenance;
 mod peers;
 mod preferred;
+mod progress;
 mod pull;
 mod reset;
 mod send;
@@ -319,6 +320,7 @@ impl Broker {
             Some(RequestCode::RaftLeaderTransfer) => self.raft_leader_transfer(&req).await,
             Some(RequestCode::RaftGroupStatus) => self.raft_group_status(&req),
             Some(RequestCode::InvokeBrokerToResetOffset) => self.invoke_reset_offset(&req).await,
+            Some(RequestCode::GetConsumeStats) => self.consume_stats(&req),
             _ => RemotingCommand::error_to(
                 &req,
                 ResponseCode::RequestCodeNotSupported,

@@ -455,6 +455,26 @@ async fn a_reset_by_time_moves_a_running_consumer_back(c: &Cluster) {
         },
     )
     .await;
+    // GET_CONSUME_STATS: the master counted the group's pulls (80 messages this minute)
+    // and reports its offsets once the second pass is committed.
+    let progress = wait_for("the second pass to be committed", DEADLINE, || async {
+        let p = admin.consumer_progress(group, Some(topic)).await.ok()?;
+        (p.diff_total() == 0).then_some(p)
+    })
+    .await;
+    let tps = progress
+        .consume_tps
+        .expect("masters answer GET_CONSUME_STATS");
+    assert!(tps > 0.0, "{tps}");
+    let master = c.master().await;
+    let stats = admin
+        .consume_stats(&master, group, Some(topic))
+        .await
+        .unwrap();
+    let (consumed, stored): (i64, i64) = stats.offset_table.values().fold((0, 0), |(c, b), w| {
+        (c + w.consumer_offset, b + w.broker_offset)
+    });
+    assert_eq!((consumed, stored), (40, 40), "{stats:?}");
     consumer.shutdown().await;
     p.shutdown();
 }

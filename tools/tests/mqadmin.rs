@@ -356,6 +356,14 @@ fn drive(c: &Admin) {
         text.starts_with("#Topic") && text.contains("Consume Diff Total:"),
         "{text}"
     );
+    let tps_line = text
+        .lines()
+        .find(|l| l.starts_with("Consume TPS: "))
+        .unwrap();
+    assert!(
+        tps_line["Consume TPS: ".len()..].parse::<f64>().is_ok(),
+        "{tps_line}"
+    );
     c.ok(&["consumerProgress"]);
 
     // clusterList, brokerStatus, groupStatus.

@@ -240,6 +240,7 @@ impl Broker {
         // Consumers repeat their committed offset on every pull (long polls included): only
         // a changed offset costs a raft proposal.
         let leader = self.status().role == Role::Leader;
+        let counted = (h.topic.clone(), h.consumer_group.clone());
         if commit && stored != Some(h.commit_offset) && leader {
             self.commit_in_background(h);
         }
@@ -262,6 +263,7 @@ impl Broker {
             }
         }
         self.stats.add_get(served);
+        self.stats.add_group_get(&counted.0, &counted.1, served);
         let (code, remark) = match status {
             PullStatus::Found => (ResponseCode::Success, "FOUND"),
             PullStatus::NoNewMessage => (ResponseCode::PullNotFound, "NO_NEW_MESSAGE"),

@@ -50,20 +50,6 @@ fn choose(target: i64, current: Option<i64>, force: bool) -> i64 {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::choose;
-
-    #[test]
-    fn only_a_forced_reset_moves_an_offset_forward() {
-        assert_eq!(choose(10, Some(5), true), 10);
-        assert_eq!(choose(10, Some(5), false), 5);
-        assert_eq!(choose(3, Some(5), false), 3);
-        assert_eq!(choose(3, Some(5), true), 3);
-        assert_eq!(choose(7, None, false), 7);
-    }
-}
-
 impl Broker {
     /// INVOKE_BROKER_TO_RESET_OFFSET: on the leader only.
     pub(super) async fn invoke_reset_offset(&self, req: &RemotingCommand) -> RemotingCommand {
@@ -140,5 +126,19 @@ impl Broker {
         tracing::info!(group = %h.group, topic = %h.topic, timestamp = h.timestamp,
             force = h.is_force, consumers = told, "consumer offsets reset");
         RemotingCommand::response_to(req, ResponseCode::Success).with_body(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::choose;
+
+    #[test]
+    fn only_a_forced_reset_moves_an_offset_forward() {
+        assert_eq!(choose(10, Some(5), true), 10);
+        assert_eq!(choose(10, Some(5), false), 5);
+        assert_eq!(choose(3, Some(5), false), 3);
+        assert_eq!(choose(3, Some(5), true), 3);
+        assert_eq!(choose(7, None, false), 7);
     }
 }

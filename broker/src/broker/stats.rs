@@ -6,7 +6,7 @@
 //! UTC midnights (Java's `...YesterdayMorning` / `...TodayMorning`; "0" until a midnight
 //! has passed since boot, as in Java). Counters are per node and not replicated.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, Weak};
 use std::time::Duration;
@@ -21,6 +21,33 @@ pub const SAMPLES_MAX: usize = 601;
 /// Interval between samples.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 const DAY_MS: i64 = 24 * 3600 * 1000;
+/// The window of a group's consume TPS (Java's per-minute GROUP_GET_NUMS).
+pub const GROUP_TPS_WINDOW: Duration = Duration::from_secs(60);
+
+/// Messages returned to one group's pulls of one topic, with a sample a second over the
+/// last [`GROUP_TPS_WINDOW`].
+#[derive(Debug, Default)]
+struct GroupCounter {
+    total: u64,
+    samples: VecDeque<(i64, u64)>,
+}
+
+impl GroupCounter {
+    /// Messages per second over the window, from its oldest sample (0 without one).
+    fn tps(&self, now: i64) -> f64 {
+        let window_ms = GROUP_TPS_WINDOW.as_millis() as i64;
+        let Some((t0, c0)) = self
+            .samples
+            .iter()
+            .find(|(t, _)| now.saturating_sub(*t) <= window_ms)
+            .copied()
+        else {
+            return 0.0;
+        };
+        let secs = (now - t0).max(1) as f64 / 1000.0;
+        self.total.saturating_sub(c0) as f64 / secs
+    }
+}
 
 /// One counter snapshot.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -72,6 +99,8 @@ pub struct Stats {
     leader_since_ms: AtomicI64,
     samples: Mutex<VecDeque<(i64, Counts)>>,
     mornings: Mutex<Mornings>,
+    /// topic → group → pulled messages.
+    groups: Mutex<HashMap<String, HashMap<String, GroupCounter>>>,
 }
 
 impl Stats {
@@ -90,6 +119,7 @@ impl Stats {
                 day: boot_ms.div_euclid(DAY_MS),
                 ..Mornings::default()
             }),
+            groups: Mutex::default(),
         }
     }
 
@@ -106,6 +136,72 @@ impl Stats {
             self.get_found.fetch_add(1, Ordering::Relaxed);
             self.get_transferred.fetch_add(messages, Ordering::Relaxed);
         }
+    }
+
+    /// `messages` returned to a pull of `group` on `topic`.
+    pub fn add_group_get(&self, topic: &str, group: &str, messages: u64) {
+        self.add_group_get_at(topic, group, messages, now_ms());
+    }
+
+    fn add_group_get_at(&self, topic: &str, group: &str, messages: u64, now: i64) {
+        if messages == 0 {
+            return;
+        }
+        let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        let by_group = match groups.get_mut(topic) {
+            Some(g) => g,
+            None => groups.entry(topic.to_owned()).or_default(),
+        };
+        match by_group.get_mut(group) {
+            Some(c) => c.total += messages,
+            None => {
+                by_group.insert(
+                    group.to_owned(),
+                    GroupCounter {
+                        total: messages,
+                        // Counting started now, from zero.
+                        samples: VecDeque::from([(now, 0)]),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Messages per second `group` pulled from `topic` over the last minute.
+    pub fn group_tps(&self, topic: &str, group: &str) -> f64 {
+        self.group_tps_at(topic, group, now_ms())
+    }
+
+    fn group_tps_at(&self, topic: &str, group: &str, now: i64) -> f64 {
+        let groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        groups
+            .get(topic)
+            .and_then(|g| g.get(group))
+            .map_or(0.0, |c| c.tps(now))
+    }
+
+    /// One sample of every group counter; counters idle for a whole window are dropped.
+    fn sample_groups(&self, now: i64) {
+        let window_ms = GROUP_TPS_WINDOW.as_millis() as i64;
+        let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        for by_group in groups.values_mut() {
+            by_group.retain(|_, c| {
+                c.samples.push_back((now, c.total));
+                while c
+                    .samples
+                    .front()
+                    .is_some_and(|(t, _)| now - t > window_ms + 1000)
+                {
+                    c.samples.pop_front();
+                }
+                let idle = c
+                    .samples
+                    .front()
+                    .is_some_and(|(t, total)| now - t >= window_ms && *total == c.total);
+                !idle
+            });
+        }
+        groups.retain(|_, g| !g.is_empty());
     }
 
     /// The counters now.
@@ -160,6 +256,7 @@ impl Stats {
 
     /// Records one sample at `now` and rolls the midnight counts over on a new UTC day.
     pub fn sample(&self, now: i64) {
+        self.sample_groups(now);
         let counts = self.counts();
         {
             let mut samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
@@ -250,6 +347,36 @@ pub fn human_bytes(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn group_tps_is_pulled_messages_over_the_last_minute() {
+        let s = Stats::new();
+        let t0 = 1_000_000;
+        assert_eq!(s.group_tps_at("T", "g", t0), 0.0);
+        s.add_group_get_at("T", "g", 0, t0);
+        assert_eq!(
+            s.group_tps_at("T", "g", t0),
+            0.0,
+            "empty pulls count nothing"
+        );
+        s.add_group_get_at("T", "g", 100, t0);
+        s.add_group_get_at("T", "other", 7, t0);
+        for i in 1..=10 {
+            s.sample_groups(t0 + i * 1000);
+        }
+        assert!((s.group_tps_at("T", "g", t0 + 10_000) - 10.0).abs() < 1e-9);
+        // Steady 50 a second for two minutes: the rate forgets the first burst.
+        for i in 11..=130 {
+            s.add_group_get_at("T", "g", 50, t0 + i * 1000);
+            s.sample_groups(t0 + i * 1000);
+        }
+        let tps = s.group_tps_at("T", "g", t0 + 130_000);
+        assert!((tps - 50.0).abs() < 1.0, "{tps}");
+        // "other" pulled nothing for over a minute: dropped.
+        assert_eq!(s.group_tps_at("T", "other", t0 + 130_000), 0.0);
+        assert!(!s.groups.lock().unwrap()["T"].contains_key("other"));
+    }
 
     #[test]
     fn formats_match_java() {

@@ -8,12 +8,13 @@
 //! NameServers' list (or only the one given).
 
 use raftmq_protocol::body::TopicRouteData;
-use raftmq_protocol::body::{decode_json, ConsumerIdList, ResetOffsetBody};
+use raftmq_protocol::body::{decode_json, ConsumeStats, ConsumerIdList, ResetOffsetBody};
 use raftmq_protocol::codes::{RequestCode, ResponseCode};
 use raftmq_protocol::headers::{
-    ConsumerGroupRequestHeader, EarliestMsgStoretimeResponseHeader, GetMaxOffsetRequestHeader,
-    OffsetResponseHeader, QueryConsumerOffsetRequestHeader, QueueRequestHeader,
-    ResetOffsetRequestHeader, SearchOffsetRequestHeader, UpdateConsumerOffsetRequestHeader,
+    ConsumerGroupRequestHeader, EarliestMsgStoretimeResponseHeader, GetConsumeStatsRequestHeader,
+    GetMaxOffsetRequestHeader, OffsetResponseHeader, QueryConsumerOffsetRequestHeader,
+    QueueRequestHeader, ResetOffsetRequestHeader, SearchOffsetRequestHeader,
+    UpdateConsumerOffsetRequestHeader,
 };
 use raftmq_protocol::RemotingCommand;
 
@@ -63,12 +64,15 @@ impl ProgressRow {
 }
 
 /// A consumer group's progress over the topics it has offsets for.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ConsumerProgress {
     /// Queues in (topic, broker, queue id) order.
     pub rows: Vec<ProgressRow>,
     /// The group's live client ids (GET_CONSUMER_LIST_BY_GROUP), sorted.
     pub clients: Vec<String>,
+    /// Messages per second the group pulled over the last minute, summed over the
+    /// masters' GET_CONSUME_STATS (`None`: a master did not answer it).
+    pub consume_tps: Option<f64>,
 }
 
 impl ConsumerProgress {
@@ -363,6 +367,7 @@ impl AdminClient {
         };
         let mut progress = ConsumerProgress::default();
         let mut clients_from: Option<String> = None;
+        let mut masters = std::collections::BTreeSet::new();
         for t in &topics {
             let route = match self.topic_route(t).await {
                 Ok(r) => r,
@@ -377,6 +382,7 @@ impl AdminClient {
             let mut rows = Vec::new();
             for (addr, queues) in route_queues(t, &route, true) {
                 clients_from.get_or_insert_with(|| addr.clone());
+                masters.insert(addr.clone());
                 for queue in queues {
                     let consumer_offset = self.consumer_offset(&addr, group, &queue).await?;
                     let broker_offset = self.max_offset(&addr, &queue).await?;
@@ -400,8 +406,36 @@ impl AdminClient {
         if let Some(addr) = clients_from {
             progress.clients = self.consumer_ids(&addr, group).await?;
         }
+        let mut tps = Some(0.0);
+        for addr in &masters {
+            match self.consume_stats(addr, group, topic).await {
+                Ok(s) => tps = tps.map(|t| t + s.consume_tps),
+                Err(e) => {
+                    tracing::debug!(%addr, error = %e, "no consume stats");
+                    tps = None;
+                }
+            }
+        }
+        progress.consume_tps = tps;
         assign_clients(&mut progress);
         Ok(progress)
+    }
+
+    /// GET_CONSUME_STATS: `group`'s offsets and consume TPS on `addr` (of `topic` only,
+    /// when given).
+    pub async fn consume_stats(
+        &self,
+        addr: &str,
+        group: &str,
+        topic: Option<&str>,
+    ) -> Result<ConsumeStats, ClientError> {
+        let header = GetConsumeStatsRequestHeader {
+            consumer_group: group.to_owned(),
+            topic: topic.map(str::to_owned),
+        };
+        let req = RemotingCommand::request_with(RequestCode::GetConsumeStats.code(), &header);
+        let resp = self.call_ok(addr, req).await?;
+        ConsumeStats::decode(&resp.body).map_err(|e| ClientError::BadAnswer(format!("{addr}: {e}")))
     }
 
     /// Sets the group's offset of every queue of `topic` (of group `broker_name` / queue
@@ -579,6 +613,7 @@ mod tests {
                 row("B", "a", 0),
             ],
             clients: vec!["c1".into(), "c2".into()],
+            consume_tps: None,
         };
         assign_clients(&mut p);
         let owners: Vec<_> = p.rows.iter().map(|r| r.client.as_deref()).collect();

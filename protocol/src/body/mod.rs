@@ -16,6 +16,7 @@
 //! - [`raftmq`]: bodies of RaftMQ's own admin requests (RAFTMQ_GROUP_STATUS).
 
 pub mod cluster;
+pub mod consume_stats;
 pub mod heartbeat;
 pub mod json;
 pub mod lock;
@@ -26,6 +27,7 @@ pub mod route;
 pub mod topic;
 
 pub use cluster::{ClusterInfo, ConsumerIdList, KvTable, TopicList};
+pub use consume_stats::{ConsumeStats, OffsetWrapper};
 pub use heartbeat::{ConsumerData, HeartbeatData, ProducerData, SubscriptionData};
 pub use json::{decode_json, encode_json, quote_bare_int_keys, try_encode_json};
 pub use lock::{LockBatchRequestBody, LockBatchResponseBody, MessageQueue, UnlockBatchRequestBody};

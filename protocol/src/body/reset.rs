@@ -18,11 +18,15 @@ pub struct ResetOffsetBody {
     pub offset_table: BTreeMap<MessageQueue, i64>,
 }
 
-fn bad(detail: impl Into<String>) -> ProtocolError {
+pub(super) fn bad_in(what: &'static str, detail: impl Into<String>) -> ProtocolError {
     ProtocolError::InvalidJson {
-        what: "ResetOffsetBody",
+        what,
         detail: detail.into(),
     }
+}
+
+fn bad(detail: impl Into<String>) -> ProtocolError {
+    bad_in("ResetOffsetBody", detail)
 }
 
 impl ResetOffsetBody {
@@ -44,7 +48,11 @@ impl ResetOffsetBody {
 
     /// Reads fastjson's form; keys may also be strings holding the object's JSON.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let mut s = Scanner { b: bytes, i: 0 };
+        let mut s = Scanner {
+            b: bytes,
+            i: 0,
+            what: "ResetOffsetBody",
+        };
         s.expect(b'{')?;
         let name = s.string()?;
         if name != "offsetTable" {
@@ -82,25 +90,27 @@ impl ResetOffsetBody {
     }
 }
 
-/// A cursor over the body.
-struct Scanner<'a> {
-    b: &'a [u8],
-    i: usize,
+/// A cursor over a fastjson body (shared with [`super::consume_stats`]).
+pub(super) struct Scanner<'a> {
+    pub(super) b: &'a [u8],
+    pub(super) i: usize,
+    /// The body's name, for errors.
+    pub(super) what: &'static str,
 }
 
 impl Scanner<'_> {
-    fn skip_ws(&mut self) {
+    pub(super) fn skip_ws(&mut self) {
         while self.b.get(self.i).is_some_and(u8::is_ascii_whitespace) {
             self.i += 1;
         }
     }
 
-    fn peek(&mut self) -> Option<u8> {
+    pub(super) fn peek(&mut self) -> Option<u8> {
         self.skip_ws();
         self.b.get(self.i).copied()
     }
 
-    fn eat(&mut self, c: u8) -> bool {
+    pub(super) fn eat(&mut self, c: u8) -> bool {
         if self.peek() == Some(c) {
             self.i += 1;
             true
@@ -109,11 +119,14 @@ impl Scanner<'_> {
         }
     }
 
-    fn expect(&mut self, c: u8) -> Result<()> {
+    pub(super) fn expect(&mut self, c: u8) -> Result<()> {
         if self.eat(c) {
             Ok(())
         } else {
-            Err(bad(format!("expected '{}' at byte {}", c as char, self.i)))
+            Err(bad_in(
+                self.what,
+                format!("expected '{}' at byte {}", c as char, self.i),
+            ))
         }
     }
 
@@ -121,39 +134,42 @@ impl Scanner<'_> {
     fn raw_string(&mut self) -> Result<&[u8]> {
         let start = self.i;
         if self.b.get(self.i) != Some(&b'"') {
-            return Err(bad(format!("expected a string at byte {start}")));
+            return Err(bad_in(
+                self.what,
+                format!("expected a string at byte {start}"),
+            ));
         }
         self.i += 1;
         loop {
             match self.b.get(self.i) {
-                None => return Err(bad("unterminated string")),
+                None => return Err(bad_in(self.what, "unterminated string")),
                 Some(b'\\') => self.i += 2,
                 Some(b'"') => {
                     self.i += 1;
                     return self
                         .b
                         .get(start..self.i)
-                        .ok_or_else(|| bad("unterminated string"));
+                        .ok_or_else(|| bad_in(self.what, "unterminated string"));
                 }
                 Some(_) => self.i += 1,
             }
         }
     }
 
-    fn string(&mut self) -> Result<String> {
+    pub(super) fn string(&mut self) -> Result<String> {
         self.skip_ws();
         let raw = self.raw_string()?;
-        serde_json::from_slice(raw).map_err(|e| bad(format!("string: {e}")))
+        serde_json::from_slice(raw).map_err(|e| bad_in(self.what, format!("string: {e}")))
     }
 
     /// The raw bytes of a JSON object at the cursor (nested objects and strings skipped).
-    fn object(&mut self) -> Result<Vec<u8>> {
+    pub(super) fn object(&mut self) -> Result<Vec<u8>> {
         self.skip_ws();
         let start = self.i;
         let mut depth = 0usize;
         loop {
             match self.b.get(self.i) {
-                None => return Err(bad("unterminated queue key")),
+                None => return Err(bad_in(self.what, "unterminated queue key")),
                 Some(b'"') => {
                     self.raw_string()?;
                     continue;
@@ -172,7 +188,24 @@ impl Scanner<'_> {
         }
     }
 
-    fn integer(&mut self) -> Result<i64> {
+    /// A JSON number at the cursor, as a float.
+    pub(super) fn number(&mut self) -> Result<f64> {
+        self.skip_ws();
+        let start = self.i;
+        while self
+            .b
+            .get(self.i)
+            .is_some_and(|c| c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.' | b'e' | b'E'))
+        {
+            self.i += 1;
+        }
+        std::str::from_utf8(self.b.get(start..self.i).unwrap_or_default())
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| bad_in(self.what, format!("expected a number at byte {start}")))
+    }
+
+    pub(super) fn integer(&mut self) -> Result<i64> {
         self.skip_ws();
         let start = self.i;
         if self.b.get(self.i) == Some(&b'-') {
@@ -184,7 +217,7 @@ impl Scanner<'_> {
         std::str::from_utf8(self.b.get(start..self.i).unwrap_or_default())
             .ok()
             .and_then(|t| t.parse().ok())
-            .ok_or_else(|| bad(format!("expected an offset at byte {start}")))
+            .ok_or_else(|| bad_in(self.what, format!("expected an offset at byte {start}")))
     }
 }
 

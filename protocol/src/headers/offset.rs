@@ -113,3 +113,13 @@ ext_header! {
         offset: Option<i64> => "offset",
     }
 }
+
+ext_header! {
+    /// GET_CONSUME_STATS (208): a group's progress on one broker.
+    pub struct GetConsumeStatsRequestHeader {
+        /// Consumer group.
+        consumer_group: String => "consumerGroup",
+        /// Only this topic (absent or empty: every topic the group has offsets for).
+        topic: Option<String> => "topic",
+    }
+}

@@ -54,7 +54,10 @@ pub fn progress_text(p: &ConsumerProgress, show_client: bool) -> String {
         ));
     }
     text.push('\n');
-    text.push_str("Consume TPS: n/a (RaftMQ brokers do not count consumption per group yet)\n");
+    match p.consume_tps {
+        Some(tps) => text.push_str(&format!("Consume TPS: {tps:.2}\n")),
+        None => text.push_str("Consume TPS: n/a (a master does not answer GET_CONSUME_STATS)\n"),
+    }
     text.push_str(&format!("Consume Diff Total: {}\n", p.diff_total()));
     text.push_str("Consume Inflight Total: 0\n");
     text
@@ -79,6 +82,7 @@ fn progress_json(group: &str, p: &ConsumerProgress) -> Value {
         "clients": p.clients,
         "queues": rows,
         "diffTotal": p.diff_total(),
+        "consumeTps": p.consume_tps,
     })
 }
 
@@ -238,8 +242,10 @@ mod tests {
                 last_timestamp: None,
             }],
             clients: vec!["10.0.0.1@1".into()],
+            consume_tps: Some(12.345),
         };
         let t = progress_text(&p, true);
+        assert!(t.contains("Consume TPS: 12.35\n"), "{t}");
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].starts_with("#Topic") && lines[0].contains("#Client IP"));
         let cols: Vec<&str> = lines[1].split_whitespace().collect();
