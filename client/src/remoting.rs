@@ -191,6 +191,11 @@ async fn write_loop(
     let mut out = Vec::new();
     while let Some(frame) = rx.recv().await {
         out.extend_from_slice(&frame);
+        // Callers woken by one batch of answers send their next requests together; the
+        // first one's frame wakes this writer ahead of the rest (tokio runs a just-woken
+        // task next). Yielding once lets them queue behind it and share one write
+        // syscall (measured with 256 senders: 0.76 sendto per request before).
+        tokio::task::yield_now().await;
         while let Ok(more) = rx.try_recv() {
             out.extend_from_slice(&more);
         }

@@ -74,47 +74,42 @@ impl Default for BrokerStateMachine {
     }
 }
 
-/// What apply needs from one record, gathered before anything changes.
-struct Prepared {
+/// What apply needs from one record, gathered before anything changes (borrowed from the
+/// command's bytes: apply runs on every replica for every message, so no copies here).
+struct Prepared<'a> {
     offset_in_command: usize,
-    topic: String,
+    topic: &'a str,
     queue_id: i32,
     unit_size: i32,
     tag_code: i64,
-    keys: Vec<String>,
-    uniq_key: Option<String>,
+    keys: Vec<&'a str>,
+    uniq_key: Option<&'a str>,
 }
 
-fn prepare(append: &Append) -> Result<Vec<Prepared>, String> {
+fn prepare(append: &Append) -> Result<Vec<Prepared<'_>>, String> {
     let mut out = Vec::with_capacity(append.records.len());
     let mut offset = super::command::APPEND_HEADER_BYTES;
     for (k, bytes) in append.records.iter().enumerate() {
-        let (record, len) =
-            MessageRecord::decode_shared(bytes).map_err(|e| format!("record {k}: {e}"))?;
+        let view = MessageRecord::view(bytes).map_err(|e| format!("record {k}: {e}"))?;
+        let len = view.total_size;
         if len != bytes.len() {
             return Err(format!("record {k}: TOTALSIZE {len} ≠ {}", bytes.len()));
         }
-        if record.queue_id < 0 {
-            return Err(format!("record {k}: negative queue id {}", record.queue_id));
+        if view.queue_id < 0 {
+            return Err(format!("record {k}: negative queue id {}", view.queue_id));
         }
-        let props = &record.properties;
-        let keys = props
-            .get(keys::KEYS)
-            .map(|k| {
-                k.split(' ')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
+        let keys = view
+            .property(keys::KEYS)
+            .map(|k| k.split(' ').filter(|s| !s.is_empty()).collect())
             .unwrap_or_default();
         out.push(Prepared {
             offset_in_command: offset,
-            queue_id: record.queue_id,
+            queue_id: view.queue_id,
             unit_size: i32::try_from(len).map_err(|_| format!("record {k}: too large"))?,
-            tag_code: tag_code(props.get(keys::TAGS)),
+            tag_code: tag_code(view.property(keys::TAGS)),
             keys,
-            uniq_key: props.get(keys::UNIQ_KEY).map(str::to_owned),
-            topic: record.topic,
+            uniq_key: view.property(keys::UNIQ_KEY),
+            topic: view.topic,
         });
         offset += len;
     }
@@ -260,11 +255,7 @@ impl BrokerStateMachine {
         let mut results = Vec::with_capacity(prepared.len());
         for p in &prepared {
             if append.dedup {
-                if let Some(first) = p
-                    .uniq_key
-                    .as_deref()
-                    .and_then(|u| self.dedup.get(&p.topic, u))
-                {
+                if let Some(first) = p.uniq_key.and_then(|u| self.dedup.get(p.topic, u)) {
                     results.push(AppendResult {
                         duplicate: true,
                         ..first
@@ -281,7 +272,7 @@ impl BrokerStateMachine {
             };
             let queue_offset = self
                 .queues
-                .get_or_create(&p.topic, p.queue_id)
+                .get_or_create(p.topic, p.queue_id)
                 .append(unit, store_time);
             for key in p.keys.iter().chain(p.uniq_key.as_ref()) {
                 if key.is_empty() {
@@ -289,10 +280,10 @@ impl BrokerStateMachine {
                 }
                 let hash = key_hash(key);
                 self.keys
-                    .add_hash(&p.topic, hash, physical_offset, store_time);
+                    .add_hash(p.topic, hash, physical_offset, store_time);
                 if self.ckpt.enabled() {
                     self.ckpt.key_added(
-                        &p.topic,
+                        p.topic,
                         KeyRec {
                             hash,
                             physical_offset,
@@ -308,9 +299,9 @@ impl BrokerStateMachine {
                 duplicate: false,
             };
             if append.dedup {
-                if let Some(u) = &p.uniq_key {
-                    if self.dedup.insert(&p.topic, u, result) && self.ckpt.enabled() {
-                        self.ckpt.dedup_added(&p.topic, u, result);
+                if let Some(u) = p.uniq_key {
+                    if self.dedup.insert(p.topic, u, result) && self.ckpt.enabled() {
+                        self.ckpt.dedup_added(p.topic, u, result);
                     }
                 }
             }
@@ -323,7 +314,7 @@ impl BrokerStateMachine {
                 .any(|o| o.queue_id == p.queue_id && o.topic == p.topic);
             if !seen {
                 self.arrivals
-                    .publish(&p.topic, p.queue_id, self.max_offset(&p.topic, p.queue_id));
+                    .publish(p.topic, p.queue_id, self.max_offset(p.topic, p.queue_id));
             }
         }
         Reply::Appended(results)

@@ -24,7 +24,7 @@ pub use properties::{
     PROPERTIES_BYTES_MAX, PROPERTY_SEPARATOR,
 };
 pub use record::{
-    peek_total_size, set_physical_offset, set_queue_offset, MessageRecord, BLANK_MAGIC, MAGIC_V1,
-    MAGIC_V2, PHYSICAL_OFFSET_POS, QUEUE_OFFSET_POS,
+    peek_total_size, set_physical_offset, set_queue_offset, MessageRecord, RecordView, BLANK_MAGIC,
+    MAGIC_V1, MAGIC_V2, PHYSICAL_OFFSET_POS, QUEUE_OFFSET_POS,
 };
 pub use tag::{java_string_hash, tag_code};

@@ -12,7 +12,8 @@ use bytes::Bytes;
 
 use super::codec::body_crc;
 use super::properties::{
-    decode_properties_bytes, encode_properties, properties_encoded_len, PROPERTIES_BYTES_MAX,
+    decode_properties_bytes, encode_properties, properties_encoded_len, NAME_VALUE_SEPARATOR,
+    PROPERTIES_BYTES_MAX, PROPERTY_SEPARATOR,
 };
 use super::reader::{non_negative, Reader};
 use super::sysflag::{BORNHOST_V6, STOREHOST_V6};
@@ -363,6 +364,84 @@ fn put_host(out: &mut Vec<u8>, host: SocketAddr) {
         IpAddr::V6(a) => out.extend_from_slice(&a.octets()),
     }
     out.extend_from_slice(&i32::from(host.port()).to_be_bytes());
+}
+
+/// The fields a broker's apply needs from an encoded record, borrowed from it: no body
+/// copy, no topic string, no property map. [`MessageRecord::view`] checks the layout as
+/// [`MessageRecord::decode`] does, so both accept exactly the same records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    /// TOTALSIZE: the record's length in bytes.
+    pub total_size: usize,
+    /// Queue id.
+    pub queue_id: i32,
+    /// Topic.
+    pub topic: &'a str,
+    /// The encoded properties (`k\u{1}v\u{2}...`).
+    pub properties: &'a str,
+}
+
+impl<'a> RecordView<'a> {
+    /// The value of property `key`, as [`decode_properties`] would give it (a non-empty key
+    /// and value; the last occurrence wins).
+    pub fn property(&self, key: &str) -> Option<&'a str> {
+        let mut found = None;
+        for segment in self.properties.split(PROPERTY_SEPARATOR) {
+            if let Some((k, v)) = segment.split_once(NAME_VALUE_SEPARATOR) {
+                if k == key && !k.is_empty() && !v.is_empty() {
+                    found = Some(v);
+                }
+            }
+        }
+        found
+    }
+}
+
+impl MessageRecord {
+    /// Reads the [`RecordView`] of the record at the start of `buf`.
+    pub fn view(buf: &[u8]) -> Result<RecordView<'_>> {
+        let total = check_total_size(buf)?;
+        let mut r = Reader::new(buf.get(..total).unwrap_or_default());
+        r.take(4, "TOTALSIZE")?;
+        let magic = r.i32("MAGICCODE")?;
+        if magic != MAGIC_V1 && magic != MAGIC_V2 {
+            return Err(ProtocolError::InvalidMagic(magic));
+        }
+        r.take(4, "BODYCRC")?;
+        let queue_id = r.i32("QUEUEID")?;
+        r.take(4 + 8 + 8, "FLAG")?;
+        let sys_flag = r.i32("SYSFLAG")?;
+        r.take(8, "BORNTIMESTAMP")?;
+        read_host(&mut r, sys_flag & BORNHOST_V6 != 0, "BORNHOST")?;
+        r.take(8, "STORETIMESTAMP")?;
+        read_host(&mut r, sys_flag & STOREHOST_V6 != 0, "STOREHOST")?;
+        r.take(4 + 8, "RECONSUMETIMES")?;
+        let body_len = non_negative(r.i32("BODYLEN")?.into(), "message body")?;
+        r.take(body_len, "BODY")?;
+        let topic_len = if magic == MAGIC_V1 {
+            i64::from(r.i8("TOPICLEN")?)
+        } else {
+            i64::from(r.i16("TOPICLEN")?)
+        };
+        let topic_len = non_negative(topic_len, "message topic")?;
+        let topic = std::str::from_utf8(r.take(topic_len, "TOPIC")?)
+            .map_err(|_| ProtocolError::InvalidUtf8("message topic"))?;
+        let props_len = non_negative(r.i16("PROPLEN")?.into(), "message properties")?;
+        let properties = std::str::from_utf8(r.take(props_len, "PROPERTIES")?)
+            .map_err(|_| ProtocolError::InvalidUtf8("message properties"))?;
+        if r.remaining() != 0 {
+            return Err(ProtocolError::InvalidLength {
+                what: "message record TOTALSIZE (content ends earlier)",
+                len: total as i64,
+            });
+        }
+        Ok(RecordView {
+            total_size: total,
+            queue_id,
+            topic,
+            properties,
+        })
+    }
 }
 
 fn read_host(r: &mut Reader<'_>, v6: bool, what: &'static str) -> Result<SocketAddr> {

@@ -372,7 +372,35 @@ proptest! {
     }
 
     #[test]
+    fn the_view_matches_the_full_decode(rec in record(), other in "[A-Z_]{1,8}") {
+        let bytes = rec.to_bytes().unwrap();
+        let (full, len) = MessageRecord::decode(&bytes).unwrap();
+        let view = MessageRecord::view(&bytes).unwrap();
+        prop_assert_eq!(view.total_size, len);
+        prop_assert_eq!(view.queue_id, full.queue_id);
+        prop_assert_eq!(view.topic, full.topic.as_str());
+        for (k, v) in full.properties.iter() {
+            prop_assert_eq!(view.property(k), Some(v));
+        }
+        prop_assert_eq!(view.property(&other), full.properties.get(&other));
+    }
+
+    #[test]
+    fn the_view_accepts_exactly_what_decode_accepts(
+        cut in 0usize..=254,
+        flips in proptest::collection::vec((0usize..254, any::<u8>()), 0..4),
+    ) {
+        let mut b = v5();
+        for (at, x) in flips {
+            b[at] ^= x;
+        }
+        b.truncate(cut);
+        prop_assert_eq!(MessageRecord::view(&b).is_ok(), MessageRecord::decode(&b).is_ok());
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+        let _ = MessageRecord::view(&bytes);
         let _ = MessageRecord::decode(&bytes);
         let _ = MessageRecord::decode_verified(&bytes);
         let _ = MessageRecord::decode_all(&bytes);
