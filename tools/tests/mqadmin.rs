@@ -403,8 +403,19 @@ fn drive(c: &Admin) {
             .unwrap_or_else(|_| panic!("clusterList -i 1 printed {tables} tables"));
         tables += usize::from(line.starts_with("#Cluster Name"));
     }
-    repeat.kill().unwrap();
-    let _ = repeat.wait();
+    // Closing the pipe (`| head`) ends it, successfully, at its next table.
+    drop(rx);
+    let status = loop {
+        if let Some(status) = repeat.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            repeat.kill().unwrap();
+            panic!("clusterList -i kept running after its reader went away");
+        }
+        std::thread::sleep(POLL);
+    };
+    assert!(status.success(), "{status}");
     let text = c.ok(&["brokerStatus", "-b", &master]);
     for key in [
         "raftRole",

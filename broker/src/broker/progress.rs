@@ -22,14 +22,10 @@ impl Broker {
         };
         let group = h.consumer_group;
         let only = h.topic.filter(|t| !t.is_empty());
-        let stats = self.node.state_machine().with(|sm| {
+        // As Java: a topic that does not exist (or no longer) is skipped, not an error.
+        let mut stats = self.node.state_machine().with(|sm| {
             let topics: BTreeSet<String> = match &only {
-                Some(t) => {
-                    if sm.topic(t).is_none() {
-                        return Err(t.clone());
-                    }
-                    BTreeSet::from([t.clone()])
-                }
+                Some(t) => BTreeSet::from([t.clone()]),
                 None => sm
                     .consumer_offsets()
                     .of_group(&group)
@@ -63,19 +59,16 @@ impl Broker {
                         },
                     );
                 }
-                stats.consume_tps += self.stats.group_tps(topic, &group);
             }
-            Ok(stats)
+            stats
         });
-        match stats {
-            Ok(stats) => {
-                RemotingCommand::response_to(req, ResponseCode::Success).with_body(stats.encode())
-            }
-            Err(topic) => RemotingCommand::error_to(
-                req,
-                ResponseCode::TopicNotExist,
-                format!("topic[{topic}] not exist"),
-            ),
-        }
+        // The pull counters have their own lock: taken after the state machine's is released.
+        let topics: BTreeSet<&str> = stats
+            .offset_table
+            .keys()
+            .map(|q| q.topic.as_str())
+            .collect();
+        stats.consume_tps = topics.iter().map(|t| self.stats.group_tps(t, &group)).sum();
+        RemotingCommand::response_to(req, ResponseCode::Success).with_body(stats.encode())
     }
 }

@@ -62,6 +62,13 @@ impl Broker {
             return self.not_leader(req, status.leader);
         }
         let only = h.queue_id.filter(|q| *q >= 0);
+        if h.offset.is_some() && only.is_none() {
+            return RemotingCommand::error_to(
+                req,
+                ResponseCode::InvalidParameter,
+                "an offset needs a queue id (0 or more)",
+            );
+        }
         let table: Option<BTreeMap<MessageQueue, i64>> = self.node.state_machine().with(|sm| {
             let topic = sm.topic(&h.topic)?;
             let queues = topic.read_queue_nums.max(topic.write_queue_nums);

@@ -44,7 +44,9 @@ impl GroupCounter {
         else {
             return 0.0;
         };
-        let secs = (now - t0).max(1) as f64 / 1000.0;
+        // At least a second: a counter seconds old (or a clock stepped back) must not
+        // divide a few messages by a few milliseconds.
+        let secs = (now - t0).max(1000) as f64 / 1000.0;
         self.total.saturating_sub(c0) as f64 / secs
     }
 }

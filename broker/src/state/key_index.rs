@@ -1,7 +1,7 @@
 //! The message key index (QUERY_MESSAGE) and the idempotent-produce window.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 
 use serde::{Deserialize, Serialize};
 
@@ -241,8 +241,8 @@ pub struct DedupEntry {
 /// Deterministic: insertion order is apply order, eviction is by insertion order, and
 /// snapshots carry the entries in that order. Every replica consults it for every send,
 /// so it is laid out for that: the entries sit in a ring in insertion order, each with
-/// one allocation (topic and key side by side), and a map from a 64-bit hash of the pair
-/// to the sequence numbers of the entries with that hash. Lookups compare the strings, so
+/// one allocation (topic and key side by side), and a map from a seeded 64-bit hash of
+/// the pair to the sequence numbers of the entries with that hash. Lookups compare the strings, so
 /// a hash collision costs a comparison, never a wrong answer.
 #[derive(Debug, Clone)]
 pub struct DedupWindow {
@@ -252,8 +252,13 @@ pub struct DedupWindow {
     first_seq: u64,
     /// Pair hash → sequence numbers of the entries with that hash.
     by_hash: HashKeyed<SeqList>,
-    /// [`pair_hash`]; tests swap in a colliding one.
-    hash_fn: fn(&str, &str) -> u64,
+    /// Seeds the pair hash per process: producers choose UNIQ_KEYs, and an unseeded hash
+    /// would let them make every key collide (each lookup then walks them all). Replicas
+    /// may hash differently: hashes only locate entries, answers and order do not depend
+    /// on them.
+    seed: RandomState,
+    /// Tests: a fixed hash function instead (to force collisions).
+    hash_fn: Option<fn(&str, &str) -> u64>,
 }
 
 /// One window entry: `topic` then `uniq_key` in one string.
@@ -299,20 +304,6 @@ impl SeqList {
     }
 }
 
-/// FNV-1a of `topic`, a separator no topic contains, and `uniq_key`.
-fn pair_hash(topic: &str, uniq_key: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in topic
-        .bytes()
-        .chain(std::iter::once(0xff))
-        .chain(uniq_key.bytes())
-    {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
 impl Default for DedupWindow {
     fn default() -> Self {
         Self::with_capacity(DEDUP_WINDOW_MAX)
@@ -327,7 +318,15 @@ impl DedupWindow {
             order: VecDeque::new(),
             first_seq: 0,
             by_hash: HashKeyed::default(),
-            hash_fn: pair_hash,
+            seed: RandomState::new(),
+            hash_fn: None,
+        }
+    }
+
+    fn hash(&self, topic: &str, uniq_key: &str) -> u64 {
+        match self.hash_fn {
+            Some(f) => f(topic, uniq_key),
+            None => self.seed.hash_one((topic, uniq_key)),
         }
     }
 
@@ -335,7 +334,7 @@ impl DedupWindow {
     #[cfg(test)]
     pub(super) fn with_hasher(capacity: usize, hash_fn: fn(&str, &str) -> u64) -> Self {
         DedupWindow {
-            hash_fn,
+            hash_fn: Some(hash_fn),
             ..Self::with_capacity(capacity)
         }
     }
@@ -354,7 +353,7 @@ impl DedupWindow {
 
     /// The first result for `(topic, uniq_key)`, if still in the window.
     pub fn get(&self, topic: &str, uniq_key: &str) -> Option<AppendResult> {
-        let seq = self.find((self.hash_fn)(topic, uniq_key), topic, uniq_key)?;
+        let seq = self.find(self.hash(topic, uniq_key), topic, uniq_key)?;
         self.slot(seq).map(|s| s.result)
     }
 
@@ -364,7 +363,7 @@ impl DedupWindow {
         if self.capacity == 0 {
             return false;
         }
-        let hash = (self.hash_fn)(topic, uniq_key);
+        let hash = self.hash(topic, uniq_key);
         if let Some(seq) = self.find(hash, topic, uniq_key) {
             let i = (seq - self.first_seq) as usize;
             if let Some(s) = self.order.get_mut(i) {

@@ -495,6 +495,12 @@ impl AdminClient {
         queue: &MessageQueue,
         offset: i64,
     ) -> Result<i64, ClientError> {
+        if queue.queue_id < 0 {
+            return Err(ClientError::InvalidArgument(format!(
+                "queue id {} is negative",
+                queue.queue_id
+            )));
+        }
         let route = self.topic_route(&queue.topic).await?;
         let master = route_master(&route, &queue.broker_name)?;
         let header = ResetOffsetRequestHeader {

@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -185,6 +185,8 @@ struct QueueState {
     mq: MessageQueue,
     pq: Mutex<ProcessQueue>,
     dropped: AtomicBool,
+    /// Dropped by an offset reset: what it consumed must never be committed.
+    reset: AtomicBool,
     locked_until: Mutex<Option<Instant>>,
     last_committed: Mutex<Option<i64>>,
 }
@@ -211,6 +213,9 @@ struct Inner {
     rebalance_now: Notify,
     local_offsets: Mutex<BTreeMap<MessageQueue, i64>>,
     started: AtomicBool,
+    /// Bumped (under the `queues` lock) by every offset reset, so a rebalance that read
+    /// a start offset before one does not add the queue from that stale offset.
+    reset_epoch: AtomicU64,
 }
 
 /// A push consumer. Build with [`PushConsumer::new`], [`PushConsumer::subscribe`], then
@@ -245,6 +250,7 @@ impl PushConsumer {
                 rebalance_now: Notify::new(),
                 local_offsets: Mutex::default(),
                 started: AtomicBool::new(false),
+                reset_epoch: AtomicU64::new(0),
             }),
             server_requests: Mutex::new(Some(server_requests)),
         })
@@ -493,10 +499,13 @@ impl Inner {
         }
     }
 
-    /// RESET_CONSUMER_CLIENT_OFFSET (an operator's `resetOffsetByTime`): the queues in the
-    /// table are dropped without committing what was consumed of them, their new offsets
-    /// are committed (again: a pull in flight may have carried the old one to the broker
-    /// after the reset), and the next rebalance takes them back from the new offsets.
+    /// RESET_CONSUMER_CLIENT_OFFSET (an operator's `resetOffsetByTime`). The broker has
+    /// already stored the new offsets. This consumer drops the queues of the table it holds,
+    /// never committing what it consumed of them (their pull loops stop before their next
+    /// pull, the periodic commit skips them), commits the new offsets of those queues again
+    /// (a pull in flight may have carried an old one to the broker after the reset), and
+    /// rebalances: the queues come back from the new offsets. Queues it does not hold are
+    /// left to their owners.
     async fn reset_offsets(&self, from: &str, req: &RemotingCommand) {
         let h = match ResetOffsetRequestHeader::from_ext(&req.ext_fields) {
             Ok(h) if h.group == self.cfg.group => h,
@@ -513,33 +522,52 @@ impl Inner {
                 return;
             }
         };
-        for (wire, offset) in table {
-            let mq = MessageQueue {
-                topic: wire.topic,
-                broker_name: wire.broker_name,
-                queue_id: wire.queue_id,
-            };
-            if let Some(state) = lock(&self.queues).remove(&mq) {
-                state.dropped.store(true, Ordering::Release);
-            }
-            if self.cfg.model == MessageModel::Broadcasting {
-                lock(&self.local_offsets).insert(mq, offset);
-                continue;
-            }
-            let Ok(addr) = self.master(&mq).await else {
-                continue;
-            };
-            if let Err(e) =
-                commit_offset(self.core.pool(), &addr, &self.cfg.group, &mq, offset, false).await
-            {
-                tracing::debug!(%addr, queue = ?mq, error = %e, "reset offset commit failed");
-            }
-        }
+        let table: Vec<(MessageQueue, i64)> = table
+            .into_iter()
+            .map(|(wire, offset)| {
+                let mq = MessageQueue {
+                    topic: wire.topic,
+                    broker_name: wire.broker_name,
+                    queue_id: wire.queue_id,
+                };
+                (mq, offset)
+            })
+            .collect();
+        let held: Vec<(MessageQueue, i64)> = {
+            let mut queues = lock(&self.queues);
+            self.reset_epoch.fetch_add(1, Ordering::AcqRel);
+            table
+                .iter()
+                .filter(|(mq, _)| {
+                    let Some(state) = queues.remove(mq) else {
+                        return false;
+                    };
+                    state.reset.store(true, Ordering::Release);
+                    state.dropped.store(true, Ordering::Release);
+                    true
+                })
+                .cloned()
+                .collect()
+        };
         if self.cfg.model == MessageModel::Broadcasting {
+            // Every member holds every queue, and its offsets are its own.
+            lock(&self.local_offsets).extend(table.iter().cloned());
             self.persist_all(false).await;
+        } else {
+            for (mq, offset) in &held {
+                let Ok(addr) = self.master(mq).await else {
+                    continue;
+                };
+                if let Err(e) =
+                    commit_offset(self.core.pool(), &addr, &self.cfg.group, mq, *offset, false)
+                        .await
+                {
+                    tracing::debug!(%addr, queue = ?mq, error = %e, "reset offset commit failed");
+                }
+            }
         }
         tracing::info!(%from, group = %self.cfg.group, topic = %h.topic, timestamp = h.timestamp,
-            "consumer offsets reset by the broker");
+            queues = held.len(), "consumer offsets reset by the broker");
         self.rebalance_now.notify_one();
     }
 
@@ -650,6 +678,7 @@ impl Inner {
             && self.cfg.model == MessageModel::Clustering;
         let mut added = 0;
         for mq in new {
+            let epoch = self.reset_epoch.load(Ordering::Acquire);
             let start = match self.start_offset(&mq).await {
                 Ok(o) => o,
                 Err(e) => {
@@ -661,10 +690,19 @@ impl Inner {
                 mq: mq.clone(),
                 pq: Mutex::new(ProcessQueue::new(start)),
                 dropped: AtomicBool::new(false),
+                reset: AtomicBool::new(false),
                 locked_until: Mutex::new(None),
                 last_committed: Mutex::new(None),
             });
-            lock(&self.queues).insert(mq.clone(), state.clone());
+            {
+                let mut queues = lock(&self.queues);
+                if self.reset_epoch.load(Ordering::Acquire) != epoch {
+                    // An offset reset came in while the start offset was looked up: the
+                    // rebalance it asked for adds the queue from the new offset.
+                    continue;
+                }
+                queues.insert(mq.clone(), state.clone());
+            }
             if orderly {
                 self.lock_queues(std::slice::from_ref(&mq)).await;
             }
@@ -749,6 +787,11 @@ impl Inner {
                     continue;
                 }
             };
+            // The awaits above may have outlived the queue (a rebalance, an offset reset):
+            // a dropped queue's next pull must not carry its commit offset.
+            if state.dropped.load(Ordering::Acquire) {
+                return;
+            }
             let commit = (self.cfg.model == MessageModel::Clustering)
                 .then(|| lock(&state.pq).commit_offset())
                 .filter(|o| *o > 0);
@@ -1004,6 +1047,9 @@ impl Inner {
     /// Commits one queue's offset if it moved (clustering: to the master; broadcasting:
     /// into the local table, written by [`Inner::persist_all`]).
     async fn persist_queue(&self, s: &QueueState, oneway: bool) {
+        if s.reset.load(Ordering::Acquire) {
+            return;
+        }
         let offset = lock(&s.pq).commit_offset();
         if self.cfg.model == MessageModel::Broadcasting {
             lock(&self.local_offsets).insert(s.mq.clone(), offset);

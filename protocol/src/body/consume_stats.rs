@@ -104,7 +104,10 @@ impl ConsumeStats {
                             }
                         }
                     }
-                    other => return Err(bad_in(WHAT, format!("unexpected member {other:?}"))),
+                    // A member a later version adds: skipped, as Java's parser would.
+                    _ => {
+                        s.raw_value()?;
+                    }
                 }
                 if s.eat(b'}') {
                     break;
@@ -161,6 +164,10 @@ mod tests {
         let d = ConsumeStats::decode(java).unwrap();
         assert_eq!(d.consume_tps, 3.0);
         assert_eq!(d.offset_table[&mq(0)].last_timestamp, 0);
+        // Members this version does not know are skipped, whatever their shape.
+        let newer =
+            br#"{"future":[1,{"a":"}"}],"consumeTps":2.5,"x":"y","offsetTable":{},"n":null}"#;
+        assert_eq!(ConsumeStats::decode(newer).unwrap().consume_tps, 2.5);
     }
 
     #[test]
@@ -168,7 +175,7 @@ mod tests {
         for bad in [
             &b"{\"consumeTps\":x}"[..],
             b"{\"offsetTable\":{{\"brokerName\":\"b\",\"queueId\":0,\"topic\":\"T\"}:5}}",
-            b"{\"other\":1}",
+            b"{\"offsetTable\":{{\"brokerName\":\"b\",\"queueId\":0,\"topic\":\"T\"}:5}}x",
             b"[",
         ] {
             let e = ConsumeStats::decode(bad).unwrap_err().to_string();

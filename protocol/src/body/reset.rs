@@ -164,28 +164,64 @@ impl Scanner<'_> {
 
     /// The raw bytes of a JSON object at the cursor (nested objects and strings skipped).
     pub(super) fn object(&mut self) -> Result<Vec<u8>> {
+        if self.peek() != Some(b'{') {
+            return Err(bad_in(
+                self.what,
+                format!("expected an object at byte {}", self.i),
+            ));
+        }
+        self.raw_value().map(<[u8]>::to_vec)
+    }
+
+    /// The raw bytes of the JSON value at the cursor: an object or array (nesting and
+    /// strings skipped), a string, or a scalar token.
+    pub(super) fn raw_value(&mut self) -> Result<&[u8]> {
         self.skip_ws();
         let start = self.i;
-        let mut depth = 0usize;
-        loop {
-            match self.b.get(self.i) {
-                None => return Err(bad_in(self.what, "unterminated queue key")),
-                Some(b'"') => {
-                    self.raw_string()?;
-                    continue;
-                }
-                Some(b'{') => depth += 1,
-                Some(b'}') => {
-                    depth -= 1;
-                    if depth == 0 {
-                        self.i += 1;
-                        return Ok(self.b.get(start..self.i).unwrap_or_default().to_vec());
-                    }
-                }
-                Some(_) => {}
+        match self.b.get(self.i) {
+            None => return Err(bad_in(self.what, "expected a value at the end")),
+            Some(b'"') => {
+                self.raw_string()?;
             }
-            self.i += 1;
+            Some(b'{' | b'[') => {
+                let mut depth = 0usize;
+                loop {
+                    match self.b.get(self.i) {
+                        None => return Err(bad_in(self.what, "unterminated object or array")),
+                        Some(b'"') => {
+                            self.raw_string()?;
+                            continue;
+                        }
+                        Some(b'{' | b'[') => depth += 1,
+                        Some(b'}' | b']') => {
+                            depth = depth.saturating_sub(1);
+                            if depth == 0 {
+                                self.i += 1;
+                                break;
+                            }
+                        }
+                        Some(_) => {}
+                    }
+                    self.i += 1;
+                }
+            }
+            Some(_) => {
+                while self
+                    .b
+                    .get(self.i)
+                    .is_some_and(|c| !matches!(c, b',' | b'}' | b']') && !c.is_ascii_whitespace())
+                {
+                    self.i += 1;
+                }
+                if self.i == start {
+                    return Err(bad_in(
+                        self.what,
+                        format!("expected a value at byte {start}"),
+                    ));
+                }
+            }
         }
+        Ok(self.b.get(start..self.i).unwrap_or_default())
     }
 
     /// A JSON number at the cursor, as a float.

@@ -140,7 +140,9 @@ pub fn execute(global: &Global, cmd: Command) -> ExitCode {
                     ..a.clone()
                 };
                 match rt.block_on(run(global, Command::ClusterList(round))) {
-                    Ok(report) => print_report(global, &report),
+                    // Nobody reads any more (`| head`): done.
+                    Ok(report) if !print_report(global, &report) => return ExitCode::SUCCESS,
+                    Ok(_) => {}
                     Err(e) => {
                         let _ = fail(name, &e);
                     }
@@ -151,6 +153,7 @@ pub fn execute(global: &Global, cmd: Command) -> ExitCode {
     }
     match rt.block_on(run(global, cmd)) {
         Ok(report) => {
+            // A closed pipe (`| head`) is not a failure of the command.
             print_report(global, &report);
             ExitCode::SUCCESS
         }
@@ -158,8 +161,8 @@ pub fn execute(global: &Global, cmd: Command) -> ExitCode {
     }
 }
 
-/// Writes a report to stdout, as text or (`--json`) JSON.
-fn print_report(global: &Global, report: &Report) {
+/// Writes a report to stdout, as text or (`--json`) JSON; false once stdout is closed.
+fn print_report(global: &Global, report: &Report) -> bool {
     let out = if global.json {
         let mut s = serde_json::to_string_pretty(&report.json).unwrap_or_default();
         s.push('\n');
@@ -168,10 +171,10 @@ fn print_report(global: &Global, report: &Report) {
         report.text.clone()
     };
     let mut stdout = std::io::stdout().lock();
-    // A closed pipe (`| head`) is not a failure of the command.
-    let _ = stdout
+    stdout
         .write_all(out.as_bytes())
-        .and_then(|()| stdout.flush());
+        .and_then(|()| stdout.flush())
+        .is_ok()
 }
 
 /// The one-line error on stderr, and exit code 1.
