@@ -237,13 +237,7 @@ impl Broker {
                 commit.then(|| sm.consumer_offset(&h.consumer_group, &h.topic, h.queue_id));
             (result, stored.flatten())
         });
-        // Consumers repeat their committed offset on every pull (long polls included): only
-        // a changed offset costs a raft proposal.
         let leader = self.status().role == Role::Leader;
-        let counted = (h.topic.clone(), h.consumer_group.clone());
-        if commit && stored != Some(h.commit_offset) && leader {
-            self.commit_in_background(h);
-        }
 
         let mut next_begin_offset = result.classification.next_begin_offset;
         let mut status = result.classification.status;
@@ -263,7 +257,13 @@ impl Broker {
             }
         }
         self.stats.add_get(served);
-        self.stats.add_group_get(&counted.0, &counted.1, served);
+        self.stats
+            .add_group_get(&h.topic, &h.consumer_group, served);
+        // Consumers repeat their committed offset on every pull (long polls included): only
+        // a changed offset costs a raft proposal.
+        if commit && stored != Some(h.commit_offset) && leader {
+            self.commit_in_background(h);
+        }
         let (code, remark) = match status {
             PullStatus::Found => (ResponseCode::Success, "FOUND"),
             PullStatus::NoNewMessage => (ResponseCode::PullNotFound, "NO_NEW_MESSAGE"),

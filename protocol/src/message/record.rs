@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use super::codec::body_crc;
 use super::properties::{
-    decode_properties_bytes, encode_properties, properties_encoded_len, NAME_VALUE_SEPARATOR,
+    decode_properties, encode_properties, properties_encoded_len, NAME_VALUE_SEPARATOR,
     PROPERTIES_BYTES_MAX, PROPERTY_SEPARATOR,
 };
 use super::reader::{non_negative, Reader};
@@ -179,61 +179,24 @@ impl MessageRecord {
         buf: &[u8],
         body_of: impl FnOnce(&[u8]) -> Bytes,
     ) -> Result<(MessageRecord, usize)> {
-        let total = check_total_size(buf)?;
-        let mut r = Reader::new(buf.get(..total).unwrap_or_default());
-        r.take(4, "TOTALSIZE")?;
-        let magic = r.i32("MAGICCODE")?;
-        if magic != MAGIC_V1 && magic != MAGIC_V2 {
-            return Err(ProtocolError::InvalidMagic(magic));
-        }
-        r.take(4, "BODYCRC")?;
-        let queue_id = r.i32("QUEUEID")?;
-        let flag = r.i32("FLAG")?;
-        let queue_offset = r.i64("QUEUEOFFSET")?;
-        let physical_offset = r.i64("PHYSICALOFFSET")?;
-        let sys_flag = r.i32("SYSFLAG")?;
-        let born_timestamp = r.i64("BORNTIMESTAMP")?;
-        let born_host = read_host(&mut r, sys_flag & BORNHOST_V6 != 0, "BORNHOST")?;
-        let store_timestamp = r.i64("STORETIMESTAMP")?;
-        let store_host = read_host(&mut r, sys_flag & STOREHOST_V6 != 0, "STOREHOST")?;
-        let reconsume_times = r.i32("RECONSUMETIMES")?;
-        let prepared_transaction_offset = r.i64("PREPARED TRANSACTION OFFSET")?;
-        let body_len = non_negative(r.i32("BODYLEN")?.into(), "message body")?;
-        let body = body_of(r.take(body_len, "BODY")?);
-        let topic_len = if magic == MAGIC_V1 {
-            i64::from(r.i8("TOPICLEN")?)
-        } else {
-            i64::from(r.i16("TOPICLEN")?)
-        };
-        let topic_len = non_negative(topic_len, "message topic")?;
-        let topic = std::str::from_utf8(r.take(topic_len, "TOPIC")?)
-            .map_err(|_| ProtocolError::InvalidUtf8("message topic"))?
-            .to_owned();
-        let props_len = non_negative(r.i16("PROPLEN")?.into(), "message properties")?;
-        let properties = decode_properties_bytes(r.take(props_len, "PROPERTIES")?)?;
-        if r.remaining() != 0 {
-            return Err(ProtocolError::InvalidLength {
-                what: "message record TOTALSIZE (content ends earlier)",
-                len: total as i64,
-            });
-        }
+        let l = layout(buf)?;
         let record = MessageRecord {
-            queue_id,
-            flag,
-            queue_offset,
-            physical_offset,
-            sys_flag,
-            born_timestamp,
-            born_host,
-            store_timestamp,
-            store_host,
-            reconsume_times,
-            prepared_transaction_offset,
-            body,
-            topic,
-            properties,
+            queue_id: l.queue_id,
+            flag: l.flag,
+            queue_offset: l.queue_offset,
+            physical_offset: l.physical_offset,
+            sys_flag: l.sys_flag,
+            born_timestamp: l.born_timestamp,
+            born_host: l.born_host,
+            store_timestamp: l.store_timestamp,
+            store_host: l.store_host,
+            reconsume_times: l.reconsume_times,
+            prepared_transaction_offset: l.prepared_transaction_offset,
+            body: body_of(l.body),
+            topic: l.topic.to_owned(),
+            properties: decode_properties(l.properties),
         };
-        Ok((record, r.position()))
+        Ok((record, l.total))
     }
 
     /// [`Self::decode`], then checks BODYCRC against the body (`CrcMismatch`).
@@ -367,7 +330,7 @@ fn put_host(out: &mut Vec<u8>, host: SocketAddr) {
 }
 
 /// The fields a broker's apply needs from an encoded record, borrowed from it: no body
-/// copy, no topic string, no property map. [`MessageRecord::view`] checks the layout as
+/// copy, no topic string, no property map. [`MessageRecord::view`] walks the layout as
 /// [`MessageRecord::decode`] does, so both accept exactly the same records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordView<'a> {
@@ -400,48 +363,93 @@ impl<'a> RecordView<'a> {
 impl MessageRecord {
     /// Reads the [`RecordView`] of the record at the start of `buf`.
     pub fn view(buf: &[u8]) -> Result<RecordView<'_>> {
-        let total = check_total_size(buf)?;
-        let mut r = Reader::new(buf.get(..total).unwrap_or_default());
-        r.take(4, "TOTALSIZE")?;
-        let magic = r.i32("MAGICCODE")?;
-        if magic != MAGIC_V1 && magic != MAGIC_V2 {
-            return Err(ProtocolError::InvalidMagic(magic));
-        }
-        r.take(4, "BODYCRC")?;
-        let queue_id = r.i32("QUEUEID")?;
-        r.take(4 + 8 + 8, "FLAG")?;
-        let sys_flag = r.i32("SYSFLAG")?;
-        r.take(8, "BORNTIMESTAMP")?;
-        read_host(&mut r, sys_flag & BORNHOST_V6 != 0, "BORNHOST")?;
-        r.take(8, "STORETIMESTAMP")?;
-        read_host(&mut r, sys_flag & STOREHOST_V6 != 0, "STOREHOST")?;
-        r.take(4 + 8, "RECONSUMETIMES")?;
-        let body_len = non_negative(r.i32("BODYLEN")?.into(), "message body")?;
-        r.take(body_len, "BODY")?;
-        let topic_len = if magic == MAGIC_V1 {
-            i64::from(r.i8("TOPICLEN")?)
-        } else {
-            i64::from(r.i16("TOPICLEN")?)
-        };
-        let topic_len = non_negative(topic_len, "message topic")?;
-        let topic = std::str::from_utf8(r.take(topic_len, "TOPIC")?)
-            .map_err(|_| ProtocolError::InvalidUtf8("message topic"))?;
-        let props_len = non_negative(r.i16("PROPLEN")?.into(), "message properties")?;
-        let properties = std::str::from_utf8(r.take(props_len, "PROPERTIES")?)
-            .map_err(|_| ProtocolError::InvalidUtf8("message properties"))?;
-        if r.remaining() != 0 {
-            return Err(ProtocolError::InvalidLength {
-                what: "message record TOTALSIZE (content ends earlier)",
-                len: total as i64,
-            });
-        }
+        let l = layout(buf)?;
         Ok(RecordView {
-            total_size: total,
-            queue_id,
-            topic,
-            properties,
+            total_size: l.total,
+            queue_id: l.queue_id,
+            topic: l.topic,
+            properties: l.properties,
         })
     }
+}
+
+/// Every field of an encoded record, the variable ones borrowed: the one walk over the
+/// layout behind both [`MessageRecord::decode`] and [`MessageRecord::view`], so they accept
+/// exactly the same records.
+struct Layout<'a> {
+    total: usize,
+    queue_id: i32,
+    flag: i32,
+    queue_offset: i64,
+    physical_offset: i64,
+    sys_flag: i32,
+    born_timestamp: i64,
+    born_host: SocketAddr,
+    store_timestamp: i64,
+    store_host: SocketAddr,
+    reconsume_times: i32,
+    prepared_transaction_offset: i64,
+    body: &'a [u8],
+    topic: &'a str,
+    properties: &'a str,
+}
+
+fn layout(buf: &[u8]) -> Result<Layout<'_>> {
+    let total = check_total_size(buf)?;
+    let mut r = Reader::new(buf.get(..total).unwrap_or_default());
+    r.take(4, "TOTALSIZE")?;
+    let magic = r.i32("MAGICCODE")?;
+    if magic != MAGIC_V1 && magic != MAGIC_V2 {
+        return Err(ProtocolError::InvalidMagic(magic));
+    }
+    r.take(4, "BODYCRC")?;
+    let queue_id = r.i32("QUEUEID")?;
+    let flag = r.i32("FLAG")?;
+    let queue_offset = r.i64("QUEUEOFFSET")?;
+    let physical_offset = r.i64("PHYSICALOFFSET")?;
+    let sys_flag = r.i32("SYSFLAG")?;
+    let born_timestamp = r.i64("BORNTIMESTAMP")?;
+    let born_host = read_host(&mut r, sys_flag & BORNHOST_V6 != 0, "BORNHOST")?;
+    let store_timestamp = r.i64("STORETIMESTAMP")?;
+    let store_host = read_host(&mut r, sys_flag & STOREHOST_V6 != 0, "STOREHOST")?;
+    let reconsume_times = r.i32("RECONSUMETIMES")?;
+    let prepared_transaction_offset = r.i64("PREPARED TRANSACTION OFFSET")?;
+    let body_len = non_negative(r.i32("BODYLEN")?.into(), "message body")?;
+    let body = r.take(body_len, "BODY")?;
+    let topic_len = if magic == MAGIC_V1 {
+        i64::from(r.i8("TOPICLEN")?)
+    } else {
+        i64::from(r.i16("TOPICLEN")?)
+    };
+    let topic_len = non_negative(topic_len, "message topic")?;
+    let topic = std::str::from_utf8(r.take(topic_len, "TOPIC")?)
+        .map_err(|_| ProtocolError::InvalidUtf8("message topic"))?;
+    let props_len = non_negative(r.i16("PROPLEN")?.into(), "message properties")?;
+    let properties = std::str::from_utf8(r.take(props_len, "PROPERTIES")?)
+        .map_err(|_| ProtocolError::InvalidUtf8("message properties"))?;
+    if r.remaining() != 0 {
+        return Err(ProtocolError::InvalidLength {
+            what: "message record TOTALSIZE (content ends earlier)",
+            len: total as i64,
+        });
+    }
+    Ok(Layout {
+        total: r.position(),
+        queue_id,
+        flag,
+        queue_offset,
+        physical_offset,
+        sys_flag,
+        born_timestamp,
+        born_host,
+        store_timestamp,
+        store_host,
+        reconsume_times,
+        prepared_transaction_offset,
+        body,
+        topic,
+        properties,
+    })
 }
 
 fn read_host(r: &mut Reader<'_>, v6: bool, what: &'static str) -> Result<SocketAddr> {
