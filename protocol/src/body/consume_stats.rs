@@ -1,6 +1,6 @@
 //! `ConsumeStats`: the answer to GET_CONSUME_STATS (208), a group's progress on one broker.
 //!
-//! fastjson writes it with `MessageQueue` objects as map keys (see [`super::reset`]):
+//! fastjson writes it with `MessageQueue` objects as map keys (see [`super::fastjson`]):
 //! `{"consumeTps":1.5,"offsetTable":{{"brokerName":"b","queueId":0,"topic":"T"}:
 //! {"brokerOffset":9,"consumerOffset":4,"lastTimestamp":0,"pullOffset":4}}}`.
 
@@ -8,11 +8,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::reset::{bad_in, Scanner};
+use super::fastjson::{push_json, push_queue_map, Scanner};
 use super::MessageQueue;
 use crate::error::Result;
-
-const WHAT: &str = "ConsumeStats";
 
 /// One queue's offsets for the group (Java's `OffsetWrapper`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,78 +45,33 @@ impl ConsumeStats {
         } else {
             0.0
         };
-        let mut out = format!("{{\"consumeTps\":{tps:?},\"offsetTable\":{{").into_bytes();
-        for (i, (mq, w)) in self.offset_table.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            // Strings and integers only: these always serialize.
-            out.extend_from_slice(&serde_json::to_vec(mq).unwrap_or_default());
-            out.push(b':');
-            out.extend_from_slice(&serde_json::to_vec(w).unwrap_or_default());
-        }
-        out.extend_from_slice(b"}}");
+        let mut out = format!("{{\"consumeTps\":{tps:?},\"offsetTable\":").into_bytes();
+        push_queue_map(&mut out, &self.offset_table, push_json);
+        out.push(b'}');
         out
     }
 
-    /// Reads fastjson's form (members in any order; keys may be strings holding JSON).
+    /// Reads fastjson's form (members in any order, ones this version does not know
+    /// skipped as Java's parser would; keys may be strings holding JSON).
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let mut s = Scanner {
-            b: bytes,
-            i: 0,
-            what: WHAT,
-        };
+        let mut s = Scanner::new(bytes, "ConsumeStats");
         let mut stats = ConsumeStats::default();
-        s.expect(b'{')?;
-        if !s.eat(b'}') {
-            loop {
-                let name = s.string()?;
-                s.expect(b':')?;
-                match name.as_str() {
-                    "consumeTps" => stats.consume_tps = s.number()?,
-                    "offsetTable" => {
-                        s.expect(b'{')?;
-                        if !s.eat(b'}') {
-                            loop {
-                                let key = match s.peek() {
-                                    Some(b'{') => s.object()?,
-                                    Some(b'"') => s.string()?.into_bytes(),
-                                    _ => {
-                                        return Err(bad_in(
-                                            WHAT,
-                                            format!("expected a queue at byte {}", s.i),
-                                        ))
-                                    }
-                                };
-                                let mq: MessageQueue = serde_json::from_slice(&key)
-                                    .map_err(|e| bad_in(WHAT, format!("queue key: {e}")))?;
-                                s.expect(b':')?;
-                                let value = s.object()?;
-                                let w: OffsetWrapper = serde_json::from_slice(&value)
-                                    .map_err(|e| bad_in(WHAT, format!("offsets: {e}")))?;
-                                stats.offset_table.insert(mq, w);
-                                if s.eat(b'}') {
-                                    break;
-                                }
-                                s.expect(b',')?;
-                            }
-                        }
-                    }
-                    // A member a later version adds: skipped, as Java's parser would.
-                    _ => {
-                        s.raw_value()?;
-                    }
+        s.members(|s, name| {
+            match name {
+                "consumeTps" => stats.consume_tps = s.number()?,
+                "offsetTable" => {
+                    stats.offset_table = s.queue_map(|s| {
+                        let value = s.object()?;
+                        serde_json::from_slice(&value).map_err(|e| s.bad(format!("offsets: {e}")))
+                    })?;
                 }
-                if s.eat(b'}') {
-                    break;
+                _ => {
+                    s.raw_value()?;
                 }
-                s.expect(b',')?;
             }
-        }
-        s.skip_ws();
-        if s.i != bytes.len() {
-            return Err(bad_in(WHAT, format!("trailing bytes at {}", s.i)));
-        }
+            Ok(())
+        })?;
+        s.finish()?;
         Ok(stats)
     }
 }

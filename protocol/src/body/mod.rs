@@ -17,6 +17,7 @@
 
 pub mod cluster;
 pub mod consume_stats;
+mod fastjson;
 pub mod heartbeat;
 pub mod json;
 pub mod lock;

@@ -386,19 +386,6 @@ proptest! {
     }
 
     #[test]
-    fn the_view_accepts_exactly_what_decode_accepts(
-        cut in 0usize..=254,
-        flips in proptest::collection::vec((0usize..254, any::<u8>()), 0..4),
-    ) {
-        let mut b = v5();
-        for (at, x) in flips {
-            b[at] ^= x;
-        }
-        b.truncate(cut);
-        prop_assert_eq!(MessageRecord::view(&b).is_ok(), MessageRecord::decode(&b).is_ok());
-    }
-
-    #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
         let _ = MessageRecord::view(&bytes);
         let _ = MessageRecord::decode(&bytes);
@@ -436,6 +423,8 @@ proptest! {
         b.truncate(cut);
         let _ = MessageRecord::decode_all(&b);
         let _ = MessageRecord::decode_verified(&b);
+        // The apply view accepts exactly what the full decode accepts.
+        prop_assert_eq!(MessageRecord::view(&b).is_ok(), MessageRecord::decode(&b).is_ok());
     }
 }
 
