@@ -11,6 +11,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub use mem::MemDir;
@@ -74,6 +75,8 @@ pub const LOCK_FILE_NAME: &str = "LOCK";
 pub struct FsDir {
     /// The directory all names are relative to.
     path: PathBuf,
+    /// Synced bytes kept cached at the end of each file; `None`: never release.
+    page_cache_keep: Option<u64>,
 }
 
 impl FsDir {
@@ -81,7 +84,28 @@ impl FsDir {
     pub fn open(path: impl Into<PathBuf>) -> io::Result<Self> {
         let path = path.into();
         std::fs::create_dir_all(&path)?;
-        Ok(Self { path })
+        Ok(Self {
+            path,
+            page_cache_keep: None,
+        })
+    }
+
+    /// After each `sync_data`, files of this directory release their synced bytes from the
+    /// page cache except the last `keep` (`None`: leave the cache to the kernel).
+    pub fn with_page_cache_keep(mut self, keep: Option<u64>) -> Self {
+        self.page_cache_keep = keep;
+        self
+    }
+
+    fn wrap(&self, file: File) -> Arc<dyn SegmentFile> {
+        Arc::new(FsFile {
+            file,
+            cache: self.page_cache_keep.map(|keep| CacheWindow {
+                keep,
+                written_end: AtomicU64::new(0),
+                released_to: AtomicU64::new(0),
+            }),
+        })
     }
 
     /// The directory's path.
@@ -105,11 +129,61 @@ impl FsDir {
 struct FsFile {
     /// The open file; every access is positional, so no cursor is shared.
     file: File,
+    /// Page-cache release after syncs, if the directory asks for it.
+    cache: Option<CacheWindow>,
+}
+
+/// What an [`FsFile`] has written and released from the page cache.
+#[derive(Debug)]
+struct CacheWindow {
+    /// Synced bytes kept cached at the end of the file.
+    keep: u64,
+    /// End of the furthest write.
+    written_end: AtomicU64,
+    /// Bytes before this were released.
+    released_to: AtomicU64,
+}
+
+/// Released ranges are at least this long, so a sync does not pay one `fadvise` per round.
+const RELEASE_STEP: u64 = 4 << 20;
+
+/// The range to release after a sync, if any: everything synced before the kept window,
+/// in steps of at least [`RELEASE_STEP`], aligned to it.
+fn release_range(written_end: u64, released_to: u64, keep: u64) -> Option<(u64, u64)> {
+    let upto = written_end.saturating_sub(keep) / RELEASE_STEP * RELEASE_STEP;
+    (upto >= released_to + RELEASE_STEP).then_some((released_to, upto - released_to))
+}
+
+impl CacheWindow {
+    /// Called after a successful sync: every written byte is durable, so clean pages before
+    /// the window can go. Advice only: a failure is logged and the pages just stay cached.
+    fn release_synced(&self, file: &File) {
+        let written_end = self.written_end.load(Ordering::Acquire);
+        let released_to = self.released_to.load(Ordering::Acquire);
+        let Some((start, len)) = release_range(written_end, released_to, self.keep) else {
+            return;
+        };
+        match rustix::fs::fadvise(
+            file,
+            start,
+            std::num::NonZeroU64::new(len),
+            rustix::fs::Advice::DontNeed,
+        ) {
+            Ok(()) => self.released_to.store(start + len, Ordering::Release),
+            Err(e) => tracing::debug!(error = %e, "page-cache release failed (advice only)"),
+        }
+    }
 }
 
 impl SegmentFile for FsFile {
     fn write_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
-        self.file.write_all_at(buf, pos)
+        self.file.write_all_at(buf, pos)?;
+        if let Some(cache) = &self.cache {
+            cache
+                .written_end
+                .fetch_max(pos + buf.len() as u64, Ordering::AcqRel);
+        }
+        Ok(())
     }
 
     fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<()> {
@@ -117,7 +191,12 @@ impl SegmentFile for FsFile {
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
-        self.file.set_len(len)
+        self.file.set_len(len)?;
+        if let Some(cache) = &self.cache {
+            cache.written_end.fetch_min(len, Ordering::AcqRel);
+            cache.released_to.fetch_min(len, Ordering::AcqRel);
+        }
+        Ok(())
     }
 
     fn len(&self) -> io::Result<u64> {
@@ -125,7 +204,11 @@ impl SegmentFile for FsFile {
     }
 
     fn sync_data(&self) -> io::Result<()> {
-        self.file.sync_data()
+        self.file.sync_data()?;
+        if let Some(cache) = &self.cache {
+            cache.release_synced(&self.file);
+        }
+        Ok(())
     }
 }
 
@@ -148,7 +231,7 @@ impl StorageDir for FsDir {
             .read(true)
             .write(true)
             .open(self.file_path(name)?)?;
-        Ok(Arc::new(FsFile { file }))
+        Ok(self.wrap(file))
     }
 
     fn create(&self, name: &str) -> io::Result<Arc<dyn SegmentFile>> {
@@ -158,7 +241,7 @@ impl StorageDir for FsDir {
             .create(true)
             .truncate(true)
             .open(self.file_path(name)?)?;
-        Ok(Arc::new(FsFile { file }))
+        Ok(self.wrap(file))
     }
 
     fn remove(&self, name: &str) -> io::Result<()> {
@@ -208,5 +291,59 @@ impl StorageDir for FsDir {
         file.seek(SeekFrom::Start(0))?;
         write!(file, "{}", std::process::id())?;
         Ok(DirLock::new(Box::new(file)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn release_range_keeps_the_window_and_steps() {
+        let mib = 1 << 20;
+        // Nothing before the window yet.
+        assert_eq!(release_range(10 * mib, 0, 64 * mib), None);
+        // Less than a step past the window: wait.
+        assert_eq!(release_range(67 * mib, 0, 64 * mib), None);
+        // A step past it: release whole steps only.
+        assert_eq!(release_range(70 * mib, 0, 64 * mib), Some((0, 4 * mib)));
+        assert_eq!(
+            release_range(200 * mib, 4 * mib, 64 * mib),
+            Some((4 * mib, 132 * mib))
+        );
+        // Never backwards (after a truncation the window restarts at the new end).
+        assert_eq!(release_range(100 * mib, 136 * mib, 64 * mib), None);
+        // keep 0 releases everything synced, in steps.
+        assert_eq!(release_range(9 * mib, 0, 0), Some((0, 8 * mib)));
+    }
+
+    #[test]
+    fn a_file_that_releases_its_cache_still_reads_back_everything() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = FsDir::open(tmp.path())
+            .expect("open dir")
+            .with_page_cache_keep(Some(0));
+        let file = dir.create("seg").expect("create");
+        let chunk: Vec<u8> = (0..RELEASE_STEP).map(|i| (i % 251) as u8).collect();
+        for i in 0..3 {
+            file.write_at(&chunk, i * RELEASE_STEP).expect("write");
+            file.sync_data().expect("sync");
+        }
+        file.set_len(2 * RELEASE_STEP).expect("truncate");
+        file.write_at(b"tail", 2 * RELEASE_STEP)
+            .expect("write after truncate");
+        file.sync_data().expect("sync");
+        let mut back = vec![0u8; RELEASE_STEP as usize];
+        for i in 0..2 {
+            file.read_at(&mut back, i * RELEASE_STEP).expect("read");
+            assert!(
+                back == chunk,
+                "chunk {i} differs after its pages were released"
+            );
+        }
+        let mut tail = [0u8; 4];
+        file.read_at(&mut tail, 2 * RELEASE_STEP)
+            .expect("read tail");
+        assert_eq!(&tail, b"tail");
     }
 }

@@ -261,6 +261,12 @@ pub struct DedupWindow {
     hash_fn: Option<fn(&str, &str) -> u64>,
 }
 
+/// A key [`DedupWindow::check`] did not find: the hash the insert reuses.
+#[derive(Debug, Clone, Copy)]
+pub struct Vacancy {
+    hash: u64,
+}
+
 /// One window entry: `topic` then `uniq_key` in one string.
 #[derive(Debug, Clone)]
 struct DedupSlot {
@@ -357,6 +363,38 @@ impl DedupWindow {
         self.slot(seq).map(|s| s.result)
     }
 
+    /// The first result for `(topic, uniq_key)` if it is in the window, else the
+    /// [`Vacancy`] to [`DedupWindow::fill`] once the record is appended: apply hashes and
+    /// searches once per send, not once to look and again to insert.
+    pub fn check(&self, topic: &str, uniq_key: &str) -> Result<AppendResult, Vacancy> {
+        let hash = self.hash(topic, uniq_key);
+        match self
+            .find(hash, topic, uniq_key)
+            .and_then(|seq| self.slot(seq))
+        {
+            Some(s) => Ok(s.result),
+            None => Err(Vacancy { hash }),
+        }
+    }
+
+    /// Remembers the first result of a key that [`DedupWindow::check`] just found missing
+    /// (with nothing inserted in between), evicting the oldest key when full; false when the
+    /// window holds nothing (capacity 0).
+    pub fn fill(
+        &mut self,
+        vacancy: Vacancy,
+        topic: &str,
+        uniq_key: &str,
+        result: AppendResult,
+    ) -> bool {
+        debug_assert!(self.find(vacancy.hash, topic, uniq_key).is_none());
+        if self.capacity == 0 {
+            return false;
+        }
+        self.push_new(vacancy.hash, topic, uniq_key, result);
+        true
+    }
+
     /// Remembers a first result, evicting the oldest key when full; false if the key was
     /// already held (its first result is kept updated, its place in the order is not).
     pub fn insert(&mut self, topic: &str, uniq_key: &str, result: AppendResult) -> bool {
@@ -371,6 +409,12 @@ impl DedupWindow {
             }
             return false;
         }
+        self.push_new(hash, topic, uniq_key, result);
+        true
+    }
+
+    /// Appends a key known to be absent.
+    fn push_new(&mut self, hash: u64, topic: &str, uniq_key: &str, result: AppendResult) {
         let seq = self.first_seq + self.order.len() as u64;
         let mut text = String::with_capacity(topic.len() + uniq_key.len());
         text.push_str(topic);
@@ -394,7 +438,6 @@ impl DedupWindow {
         while self.order.len() > self.capacity {
             self.evict_front();
         }
-        true
     }
 
     fn evict_front(&mut self) {

@@ -254,13 +254,17 @@ impl BrokerStateMachine {
         self.last_store_time = store_time;
         let mut results = Vec::with_capacity(prepared.len());
         for p in &prepared {
-            if append.dedup {
-                if let Some(first) = p.uniq_key.and_then(|u| self.dedup.get(p.topic, u)) {
-                    results.push(AppendResult {
-                        duplicate: true,
-                        ..first
-                    });
-                    continue;
+            let mut vacancy = None;
+            if let Some(u) = p.uniq_key.filter(|_| append.dedup) {
+                match self.dedup.check(p.topic, u) {
+                    Ok(first) => {
+                        results.push(AppendResult {
+                            duplicate: true,
+                            ..first
+                        });
+                        continue;
+                    }
+                    Err(v) => vacancy = Some((v, u)),
                 }
             }
             // Cannot overflow: checked for the command's end above.
@@ -298,11 +302,9 @@ impl BrokerStateMachine {
                 physical_offset,
                 duplicate: false,
             };
-            if append.dedup {
-                if let Some(u) = p.uniq_key {
-                    if self.dedup.insert(p.topic, u, result) && self.ckpt.enabled() {
-                        self.ckpt.dedup_added(p.topic, u, result);
-                    }
+            if let Some((v, u)) = vacancy {
+                if self.dedup.fill(v, p.topic, u, result) && self.ckpt.enabled() {
+                    self.ckpt.dedup_added(p.topic, u, result);
                 }
             }
             results.push(result);

@@ -306,6 +306,8 @@ mod dedup_model {
     enum Op {
         Insert(usize, usize, i64),
         Get(usize, usize),
+        /// Apply's path: `check`, then `fill` if missing.
+        CheckFill(usize, usize, i64),
         RemoveTopic(usize),
     }
 
@@ -316,6 +318,7 @@ mod dedup_model {
         prop_oneof![
             4 => (0..3usize, 0..4usize, 0..100i64).prop_map(|(t, k, o)| Op::Insert(t, k, o)),
             3 => (0..3usize, 0..4usize).prop_map(|(t, k)| Op::Get(t, k)),
+            3 => (0..3usize, 0..4usize, 0..100i64).prop_map(|(t, k, o)| Op::CheckFill(t, k, o)),
             1 => (0..3usize).prop_map(Op::RemoveTopic),
         ]
     }
@@ -366,6 +369,25 @@ mod dedup_model {
                     Op::Get(t, k) => {
                         let key = (TOPICS[t].to_owned(), KEYS[k].to_owned());
                         prop_assert_eq!(w.get(TOPICS[t], KEYS[k]), map.get(&key).copied());
+                    }
+                    Op::CheckFill(t, k, o) => {
+                        let key = (TOPICS[t].to_owned(), KEYS[k].to_owned());
+                        match w.check(TOPICS[t], KEYS[k]) {
+                            Ok(first) => prop_assert_eq!(Some(first), map.get(&key).copied()),
+                            Err(vacancy) => {
+                                prop_assert!(!map.contains_key(&key));
+                                let fresh = cap != 0;
+                                if fresh {
+                                    map.insert(key.clone(), r(o));
+                                    order.push_back(key);
+                                    while order.len() > cap {
+                                        let old = order.pop_front().unwrap();
+                                        map.remove(&old);
+                                    }
+                                }
+                                prop_assert_eq!(w.fill(vacancy, TOPICS[t], KEYS[k], r(o)), fresh);
+                            }
+                        }
                     }
                     Op::RemoveTopic(t) => {
                         order.retain(|(x, _)| x != TOPICS[t]);

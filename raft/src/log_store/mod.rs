@@ -80,6 +80,14 @@ pub struct LogStoreConfig {
     /// Growth of the active segment after which [`LogSyncer::sync_and_index_tail`] writes a
     /// new tail sidecar (default [`TAIL_INDEX_EVERY_BYTES`]; tests use small values).
     pub tail_index_every_bytes: u64,
+    /// Bytes at the end of each segment kept in the page cache after an `fdatasync`; older
+    /// synced bytes are released (`POSIX_FADV_DONTNEED`). `None` leaves the cache to the
+    /// kernel. See [`LogStoreConfig::PAGE_CACHE_KEEP_DEFAULT`].
+    pub page_cache_keep: Option<u64>,
+    /// Zero bytes the flusher keeps written ahead of the active segment's end, so that
+    /// `fdatasync` after an append writes data only, not file-size and allocation metadata
+    /// (0: off). See [`LogStoreConfig::PREFILL_BYTES_DEFAULT`].
+    pub prefill_bytes: u64,
 }
 
 impl LogStoreConfig {
@@ -92,6 +100,15 @@ impl LogStoreConfig {
     pub const SEGMENT_BYTES_MIN: u64 = HEADER_BYTES as u64;
     /// Largest async flush interval accepted.
     pub const ASYNC_FLUSH_INTERVAL_MAX: Duration = Duration::from_secs(10);
+    /// Default page-cache window: 64 MiB of each segment's synced tail stays cached, which
+    /// serves followers and tailing consumers; everything older is released right after its
+    /// sync. Writing into recycled page-cache pages costs a fifth of the CPU of growing the
+    /// cache into fresh memory (measured on the project's VM: 0.25 vs 1.4 CPU-s per GiB
+    /// written), and the log is written once and read mostly at its tail.
+    pub const PAGE_CACHE_KEEP_DEFAULT: Option<u64> = Some(64 << 20);
+    /// Default zeros ahead: 4 MiB, written 1 MiB at a time when the flusher is idle. Also
+    /// bounds what a restart reads past the last frame (it checks the zeros before cutting).
+    pub const PREFILL_BYTES_DEFAULT: u64 = 4 << 20;
 
     /// Defaults (1 GiB segments, sync flush) for a store in `dir`.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
@@ -101,6 +118,8 @@ impl LogStoreConfig {
             flush: FlushPolicy::Sync,
             async_flush_interval: Self::ASYNC_FLUSH_INTERVAL_DEFAULT,
             tail_index_every_bytes: TAIL_INDEX_EVERY_BYTES,
+            page_cache_keep: Self::PAGE_CACHE_KEEP_DEFAULT,
+            prefill_bytes: Self::PREFILL_BYTES_DEFAULT,
         }
     }
 
@@ -193,7 +212,8 @@ impl SegmentedLogStore {
         let log_path = config.dir.join("log");
         let log_name = log_path.display().to_string();
         let dir = FsDir::open(&log_path)
-            .map_err(LogStoreError::io("create directory", log_name.clone()))?;
+            .map_err(LogStoreError::io("create directory", log_name.clone()))?
+            .with_page_cache_keep(config.page_cache_keep);
         let lock = lock_dir(&dir, &log_name)?;
         let meta = Meta::open(&config.dir.join("meta"))?;
         Self::open_locked(config, Arc::new(dir), meta, lock)
@@ -239,7 +259,16 @@ impl SegmentedLogStore {
             name: tail.name.clone(),
         };
         let shared = Shared::new(state);
-        let flusher = Flusher::start(config.flush, config.async_flush_interval, shared.clone())?;
+        let prefill = flusher::Prefill {
+            ahead: config.prefill_bytes,
+            segment_bytes: config.segment_bytes,
+        };
+        let flusher = Flusher::start(
+            config.flush,
+            config.async_flush_interval,
+            prefill,
+            shared.clone(),
+        )?;
         Ok(Self {
             config,
             dir,

@@ -9,9 +9,10 @@
 //! 3. The last segment: scan every frame with its CRC, except the prefix its tail sidecar
 //!    covers, if it has a usable one (written by [`super::LogSyncer::sync_and_index_tail`]
 //!    over synced frames only, spot-checked like a sealed sidecar). At the first bad frame (short, zero
-//!    length, bad CRC, unknown kind) look for any valid frame further on: if there is one, the
-//!    damage is not a torn write but corruption, and opening fails naming file and offset;
-//!    otherwise cut the file there (a torn tail).
+//!    length, bad CRC, unknown kind): if only zeros follow, they are the flusher's zeros
+//!    written ahead of the end, and are cut quietly; else look for any valid frame further
+//!    on: if there is one, the damage is not a torn write but corruption, and opening fails
+//!    naming file and offset; otherwise cut the file there (a torn tail).
 //! 4. Reconcile with the purge point from the metadata. Segments wholly at or below it are
 //!    deleted *before* the chain is checked (an interrupted purge or rebase leaves them
 //!    behind, possibly not adjacent to what follows). If entries above it remain: empty
@@ -171,6 +172,28 @@ fn valid_frame_after(
     Ok(None)
 }
 
+/// Whether every byte from `from` to `len` is zero (reads until the first non-zero one).
+fn zeros_from(
+    file: &dyn SegmentFile,
+    name: &str,
+    from: u64,
+    len: u64,
+) -> Result<bool, LogStoreError> {
+    let mut buf = vec![0u8; SUSPECT_WINDOW_BYTES];
+    let mut pos = from;
+    while pos < len {
+        let n = (len - pos).min(buf.len() as u64) as usize;
+        let chunk = &mut buf[..n];
+        file.read_at(chunk, pos)
+            .map_err(LogStoreError::io("read", name))?;
+        if chunk.iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        pos += n as u64;
+    }
+    Ok(true)
+}
+
 /// Checks a sidecar against its segment cheaply: lengths and indexes of the first and last
 /// frame headers.
 fn sidecar_matches(file: &dyn SegmentFile, sc: &Sidecar, len: u64) -> bool {
@@ -287,6 +310,19 @@ fn load_tail(
     let Some((offset, reason)) = &scan.bad else {
         return Ok(scan);
     };
+    if zeros_from(file, name, *offset, len)? {
+        // The flusher's zeros ahead of the end (see `flusher::Prefill`): not damage.
+        tracing::debug!(
+            segment = name,
+            offset,
+            bytes = len - offset,
+            "cutting zeros after the last frame"
+        );
+        file.set_len(*offset)
+            .map_err(LogStoreError::io("cut zeros after the last frame of", name))?;
+        file.sync_data().map_err(LogStoreError::io("sync", name))?;
+        return Ok(scan);
+    }
     let min_index = scan.last.map(|h| h.index + 1).or(prev_last.map(|l| l + 1));
     if let Some((at, index)) = valid_frame_after(file, name, len, *offset, min_index)? {
         return Err(corrupt(

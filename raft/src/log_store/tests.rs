@@ -28,9 +28,12 @@ fn normal(term: u64, index: u64, len: usize) -> Entry {
     }
 }
 
+/// Without zeros written ahead: these tests check exact file contents (the prefill has
+/// its own tests, and the power-loss suites run with it on).
 fn cfg(segment_bytes: u64) -> LogStoreConfig {
     LogStoreConfig {
         segment_bytes,
+        prefill_bytes: 0,
         ..LogStoreConfig::new("unused-for-memdir")
     }
 }
@@ -978,4 +981,108 @@ fn holes_in_live_data_are_still_refused() {
         open_mem(&dir, &meta, 200),
         Err(LogStoreError::Corrupt { .. })
     ));
+}
+
+/// Waits (with a deadline) until `cond` holds.
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn zeros_written_ahead_are_overwritten_by_appends_cut_on_seal_and_on_reopen() {
+    let dir = MemDir::new();
+    let meta = Meta::memory();
+    let config = LogStoreConfig {
+        segment_bytes: 8192,
+        prefill_bytes: 2048,
+        ..LogStoreConfig::new("mem")
+    };
+    let open = || {
+        SegmentedLogStore::open_with(config.clone(), Arc::new(dir.clone()), meta.clone()).unwrap()
+    };
+    let mut store = open();
+    let first = segment_file_name(0);
+    append_range(&mut store, 1, 1..=5, 100);
+    let end = store.read_handle().end_position();
+    // The idle flusher writes zeros past the last frame.
+    wait_until("zeros ahead of the log", || {
+        dir.contents(&first).unwrap().len() as u64 >= end + 1024
+    });
+    let bytes = dir.contents(&first).unwrap();
+    assert!(bytes[end as usize..].iter().all(|&b| b == 0));
+    // Appends land over the zeros and read back.
+    append_range(&mut store, 1, 6..=10, 100);
+    let pos = positions(&store, 1..=10);
+    // Enough to roll several segments: every sealed one is cut to its last frame.
+    append_range(&mut store, 1, 11..=200, 100);
+    let summaries = store.read_handle().segments();
+    assert!(summaries.len() >= 3, "{summaries:?}");
+    for s in &summaries[..summaries.len() - 1] {
+        assert_eq!(
+            dir.contents(&s.name).unwrap().len() as u64,
+            s.end - s.base,
+            "sealed segment {} keeps zeros",
+            s.name
+        );
+    }
+    let last = summaries.last().unwrap().clone();
+    wait_until("zeros ahead of the last segment", || {
+        dir.contents(&last.name).unwrap().len() as u64 > last.end - last.base
+    });
+    drop(store);
+    // Reopen: the zeros are cut quietly, everything is there, appends continue.
+    let mut store = open();
+    assert_eq!(positions(&store, 1..=10), pos);
+    assert_eq!(store.log_state().1, Some(log_id(1, 200)));
+    assert_eq!(
+        dir.contents(&last.name).unwrap().len() as u64,
+        last.end - last.base
+    );
+    let got = store.read_handle().read_entries(1..=200).unwrap();
+    let want: Vec<Entry> = (1..=200).map(|i| normal(1, i, 100)).collect();
+    assert!(got == want, "entries differ after reopen");
+    append_range(&mut store, 1, 201..=201, 100);
+}
+
+#[test]
+fn a_crash_with_zeros_ahead_recovers_every_durable_entry() {
+    for seed in 0..20 {
+        let dir = MemDir::new();
+        let meta = Meta::memory();
+        let config = LogStoreConfig {
+            segment_bytes: 4096,
+            prefill_bytes: 1024,
+            ..LogStoreConfig::new("mem")
+        };
+        let mut store =
+            SegmentedLogStore::open_with(config.clone(), Arc::new(dir.clone()), meta.clone())
+                .unwrap();
+        for k in 0..10u64 {
+            append_range(&mut store, 1, k * 10 + 1..=k * 10 + 10, 90);
+            // Let the flusher write zeros between rounds on some seeds.
+            if (seed + k) % 3 == 0 {
+                let seg = store.active.name.clone();
+                let end = store.read_handle().end_position() - store.active.base;
+                wait_until("zeros", || {
+                    let len = dir.contents(&seg).unwrap().len() as u64;
+                    len > end || end + 90 > 4096
+                });
+            }
+        }
+        let crashed = dir.crash(seed);
+        drop(store);
+        let store =
+            SegmentedLogStore::open_with(config, Arc::new(crashed), Meta::memory()).unwrap();
+        assert_eq!(store.log_state().1, Some(log_id(1, 100)), "seed {seed}");
+        let got = store.read_handle().read_entries(1..=100).unwrap();
+        let want: Vec<Entry> = (1..=100).map(|i| normal(1, i, 90)).collect();
+        assert!(got == want, "seed {seed}: entries differ");
+    }
 }

@@ -4,8 +4,10 @@
 //! Ordering rules that keep a crash from leaving a hole:
 //! - only the flusher (or a writer holding the `io` lock) writes buffered frames, in order,
 //!   and a partial write is cut off again (`set_len`);
-//! - a segment is written out and `fdatasync`ed before the next one is created, so no byte
-//!   of a later segment can be durable while an earlier one is incomplete;
+//! - a segment is written out, cut to its last frame (the flusher writes zeros ahead of
+//!   the end) and `fdatasync`ed before the next one is created, so no byte of a later
+//!   segment can be durable while an earlier one is incomplete, and a sealed segment is
+//!   frames only;
 //! - truncate removes later segments back to front, then cuts the file, and syncs before it
 //!   returns: every intermediate state is a prefix of the old log;
 //! - purge syncs, then saves the purge point (flushed), then deletes segments;
@@ -162,10 +164,17 @@ impl SegmentedLogStore {
         let log = self.shared.clone();
         let io = log.lock_io();
         self.flusher.write_out_now(&io)?;
-        if let Err(source) = self.active.file.sync_data() {
+        // A sealed segment ends at its last frame: drop the zeros written ahead of it (the
+        // flusher writes them under the I/O lock held here, so none come after this).
+        if let Err(source) = self
+            .active
+            .file
+            .set_len(self.active.len)
+            .and_then(|()| self.active.file.sync_data())
+        {
             return Err(self
                 .flusher
-                .fail(format!("sync {}: {source}", self.active.name)));
+                .fail(format!("seal {}: {source}", self.active.name)));
         }
         let (sidecar, next_index) = {
             let st = self.shared.read();
