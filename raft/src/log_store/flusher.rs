@@ -73,7 +73,7 @@ pub(crate) fn write_out(
     log: &Shared,
     _io: &MutexGuard<'_, ()>,
 ) -> Result<Option<NamedFile>, LogStoreError> {
-    let (bytes, file, name, rel) = {
+    let (bytes, file, name, pos, rel) = {
         let mut st = log.write();
         if st.tail.is_empty() {
             return Ok(None);
@@ -86,14 +86,20 @@ pub(crate) fn write_out(
         let bytes = st.tail.split().freeze();
         st.tail_start += bytes.len() as u64;
         st.in_write = Some((pos, bytes.clone()));
-        (bytes, file, name, pos - base)
+        (bytes, file, name, pos, pos - base)
     };
     let result = file.write_at(&bytes, rel);
     if result.is_err() {
         // Do not leave a partial frame behind (best effort; the store fails either way).
         let _ = file.set_len(rel);
     }
-    log.write().in_write = None;
+    {
+        let mut st = log.write();
+        st.in_write = None;
+        if result.is_ok() {
+            st.remember_written(pos, bytes);
+        }
+    }
     result.map_err(LogStoreError::io("write", name.clone()))?;
     Ok(Some((file, name)))
 }

@@ -280,6 +280,7 @@ impl SegmentedLogStore {
             };
             st.last = new_last;
             st.tail_start = self.active.base + cut;
+            st.forget_written();
             (removed, cut)
         };
         self.buffered = 0;
@@ -422,6 +423,7 @@ impl SegmentedLogStore {
             });
             st.tail.clear();
             st.tail_start = point.position;
+            st.forget_written();
             old
         };
         let from = self.active.base + self.active.len;
