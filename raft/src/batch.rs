@@ -31,11 +31,12 @@ pub const BATCH_COMMANDS_MAX: usize = 4096;
 /// Most command bytes in one entry (a batch stops growing past this).
 pub const BATCH_BYTES_MAX: usize = 4 << 20;
 /// Most envelope entries handed to raft and not yet answered. openraft 0.9's core waits
-/// for each entry's local flush before it replicates it, so more envelopes in flight only
-/// make each one smaller: more fsyncs and RPCs for the same messages. Measured through the
-/// broker (`mqbench -w 256`, interleaved runs): 1 and 2 best, 3, 4 and 8 each slower
-/// (BENCHMARKS.md, issue 5 fourth pass); 2 keeps one envelope filling while one commits.
-pub const BATCHES_INFLIGHT_MAX: usize = 2;
+/// for each entry's local flush before it replicates it, so more envelopes in flight make
+/// each one smaller (more fsyncs and RPCs per message). Measured through the broker
+/// (`mqbench -w 256`, interleaved runs; BENCHMARKS.md, issue 5 fourth pass): 2 sends
+/// 15-20 % more than 4, but a leader killed under load then left longer gaps (median
+/// 2.0 s, worst 3.2 s over 9 trials, against 1.4 s and 2.2 s with 4), so 4 stays.
+pub const BATCHES_INFLIGHT_MAX: usize = 4;
 /// Most proposals queued in front of the batcher (backpressure on callers).
 pub const PROPOSALS_QUEUED_MAX: usize = 65_536;
 
