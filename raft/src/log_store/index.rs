@@ -110,6 +110,9 @@ pub(crate) struct LogState {
     pub recent: VecDeque<(u64, Bytes)>,
     /// Bytes held in `recent`.
     pub recent_bytes: usize,
+    /// Times the last segment's file may have been cut or replaced (truncate, rebase, a
+    /// failed write): the flusher's zeros ahead of the end are gone after each.
+    pub cuts: u64,
 }
 
 /// Most bytes of written chunks kept readable in memory (see [`LogState::recent`]).
@@ -142,6 +145,7 @@ impl LogState {
             in_write: None,
             recent: VecDeque::new(),
             recent_bytes: 0,
+            cuts: 0,
         }
     }
 
@@ -164,10 +168,19 @@ impl LogState {
         }
     }
 
-    /// Drops the written chunks (the log was cut or moved).
+    /// Whether the written chunks end exactly where the in-memory frames begin (the
+    /// invariant `pieces` relies on to read them instead of the file).
+    fn recent_reaches(&self, mem_start: u64) -> bool {
+        self.recent
+            .back()
+            .is_some_and(|(p, b)| p + b.len() as u64 == mem_start)
+    }
+
+    /// Drops the written chunks (the log was cut or moved, or a write failed).
     pub fn forget_written(&mut self) {
         self.recent.clear();
         self.recent_bytes = 0;
+        self.cuts += 1;
     }
 
     /// Index of the first entry still present.
@@ -241,10 +254,14 @@ impl LogState {
             // Of the last segment only bytes before the in-memory part are read from the file.
             let disk_end = if i == last {
                 let mem_start = self.in_write.as_ref().map_or(self.tail_start, |(p, _)| *p);
-                self.recent
-                    .iter()
-                    .find(|(p, _)| *p >= seg.base)
-                    .map_or(mem_start, |(p, _)| *p)
+                if self.recent_reaches(mem_start) {
+                    self.recent
+                        .iter()
+                        .find(|(p, _)| *p >= seg.base)
+                        .map_or(mem_start, |(p, _)| *p)
+                } else {
+                    mem_start
+                }
             } else {
                 seg_stop
             };

@@ -80,8 +80,9 @@ pub struct LogStoreConfig {
     /// Growth of the active segment after which [`LogSyncer::sync_and_index_tail`] writes a
     /// new tail sidecar (default [`TAIL_INDEX_EVERY_BYTES`]; tests use small values).
     pub tail_index_every_bytes: u64,
-    /// Bytes at the end of each segment kept in the page cache after an `fdatasync`; older
-    /// synced bytes are released (`POSIX_FADV_DONTNEED`). `None` leaves the cache to the
+    /// Bytes at the end of each segment kept in the page cache after an `fdatasync`, counted
+    /// from the furthest write (zeros ahead included); older synced bytes are released
+    /// (`POSIX_FADV_DONTNEED`). `None` leaves the cache to the
     /// kernel. See [`LogStoreConfig::PAGE_CACHE_KEEP_DEFAULT`].
     pub page_cache_keep: Option<u64>,
     /// Zero bytes the flusher keeps written ahead of the active segment's end, so that
@@ -106,8 +107,9 @@ impl LogStoreConfig {
     /// cache into fresh memory (measured on the project's VM: 0.25 vs 1.4 CPU-s per GiB
     /// written), and the log is written once and read mostly at its tail.
     pub const PAGE_CACHE_KEEP_DEFAULT: Option<u64> = Some(64 << 20);
-    /// Default zeros ahead: 4 MiB, written 1 MiB at a time when the flusher is idle. Also
-    /// bounds what a restart reads past the last frame (it checks the zeros before cutting).
+    /// Default zeros ahead: at most 4 MiB, written 1 MiB at a time after a flush round that
+    /// leaves no append waiting. Also bounds what a restart reads past the last frame (it
+    /// checks the zeros before cutting).
     pub const PREFILL_BYTES_DEFAULT: u64 = 4 << 20;
 
     /// Defaults (1 GiB segments, sync flush) for a store in `dir`.

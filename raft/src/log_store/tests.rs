@@ -1086,3 +1086,36 @@ fn a_crash_with_zeros_ahead_recovers_every_durable_entry() {
         assert!(got == want, "seed {seed}: entries differ");
     }
 }
+
+#[test]
+fn a_crash_during_a_rebase_with_zeros_ahead_of_the_old_tail_recovers() {
+    // The old last segment carries zeros ahead of its frames; if a crash leaves it behind
+    // as a sealed segment, it must hold frames only (else recovery calls it corrupt).
+    for budget in 0..40u64 {
+        let what = format!("budget {budget}");
+        let dir = MemDir::new();
+        let meta = Meta::memory();
+        let config = LogStoreConfig {
+            segment_bytes: 200,
+            prefill_bytes: 200,
+            ..LogStoreConfig::new("mem")
+        };
+        let mut store =
+            SegmentedLogStore::open_with(config, Arc::new(dir.clone()), meta.clone()).unwrap();
+        append_range(&mut store, 1, 1..=5, 50);
+        let (tail, end) = (store.active.name.clone(), store.active.len);
+        wait_until("zeros ahead of the tail", || {
+            dir.contents(&tail).unwrap().len() as u64 > end
+        });
+        store.rebase_hint().record(point(21, 10_000)).unwrap();
+        dir.set_op_budget(Some(budget));
+        let completed = store.purge_upto(log_id(1, 20)).is_ok();
+        let crashed = dir.crash(budget);
+        drop(store);
+        check_rebased(&crashed, &meta, 10_000, false, &what);
+        if completed {
+            return;
+        }
+    }
+    panic!("the rebase never completed within the op budgets");
+}

@@ -397,6 +397,18 @@ impl SegmentedLogStore {
         // Nothing can be buffered in an empty log, but keep the invariant that the buffer
         // belongs to the last segment.
         self.flusher.write_out_now(&io)?;
+        // As in `roll`: the old last segment may carry zeros written ahead, and it must be
+        // frames only if a crash leaves it behind as a sealed segment.
+        if let Err(source) = self
+            .active
+            .file
+            .set_len(self.active.len)
+            .and_then(|()| self.active.file.sync_data())
+        {
+            return Err(self
+                .flusher
+                .fail(format!("seal {}: {source}", self.active.name)));
+        }
         let name = segment_file_name(point.position);
         // The name may be an old (wholly purged) segment's: `create` empties it.
         let file = self
