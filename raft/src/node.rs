@@ -491,6 +491,20 @@ impl<S: StateMachine> RaftNode<S> {
             })?;
         }
         self.raft.runtime_config().heartbeat(false);
+        // openraft 0.9 voters refuse every candidate while their lease from this leader is
+        // fresh (`election_timeout_max` after the last heartbeat they saw): a candidate that
+        // stands at once is refused, and the other follower's own timer may then win the
+        // retry. So the target stands once the leases have run out; the other follower's
+        // timer fires `election_timeout_min` later still, and this node, heartbeats off,
+        // grants too.
+        let lease = Duration::from_millis(self.raft.config().election_timeout_max);
+        let stand_at = Instant::now() + lease + Duration::from_millis(50);
+        if stand_at >= deadline {
+            return Err(ProposeError::Unknown(format!(
+                "transfer timeout too short to outlast the followers' {lease:?} lease"
+            )));
+        }
+        tokio::time::sleep_until(stand_at.into()).await;
         let body = bincode::serialize(&NodeRpc::Elect)
             .map_err(|e| ProposeError::Unknown(e.to_string()))?;
         let left = deadline.saturating_duration_since(Instant::now());
