@@ -159,23 +159,28 @@ impl SegmentedLogStore {
         self.active.last_index = Some(last.index);
     }
 
+    /// Cuts the active segment to its frames (dropping the zeros the flusher wrote ahead)
+    /// and syncs it, before it becomes a sealed segment: sealed segments are frames only.
+    /// The caller holds `io`, so the flusher writes no zeros after this.
+    fn cut_active_to_frames(
+        &self,
+        _io: &std::sync::MutexGuard<'_, ()>,
+    ) -> Result<(), LogStoreError> {
+        let file = &self.active.file;
+        file.set_len(self.active.len)
+            .and_then(|()| file.sync_data())
+            .map_err(|source| {
+                self.flusher
+                    .fail(format!("seal {}: {source}", self.active.name))
+            })
+    }
+
     /// Seals the active segment (sync, sidecar) and starts a new one at the end position.
     fn roll(&mut self) -> Result<(), LogStoreError> {
         let log = self.shared.clone();
         let io = log.lock_io();
         self.flusher.write_out_now(&io)?;
-        // A sealed segment ends at its last frame: drop the zeros written ahead of it (the
-        // flusher writes them under the I/O lock held here, so none come after this).
-        if let Err(source) = self
-            .active
-            .file
-            .set_len(self.active.len)
-            .and_then(|()| self.active.file.sync_data())
-        {
-            return Err(self
-                .flusher
-                .fail(format!("seal {}: {source}", self.active.name)));
-        }
+        self.cut_active_to_frames(&io)?;
         let (sidecar, next_index) = {
             let st = self.shared.read();
             let seg = st.segments.back();
@@ -397,18 +402,8 @@ impl SegmentedLogStore {
         // Nothing can be buffered in an empty log, but keep the invariant that the buffer
         // belongs to the last segment.
         self.flusher.write_out_now(&io)?;
-        // As in `roll`: the old last segment may carry zeros written ahead, and it must be
-        // frames only if a crash leaves it behind as a sealed segment.
-        if let Err(source) = self
-            .active
-            .file
-            .set_len(self.active.len)
-            .and_then(|()| self.active.file.sync_data())
-        {
-            return Err(self
-                .flusher
-                .fail(format!("seal {}: {source}", self.active.name)));
-        }
+        // If a crash leaves the old last segment behind, it is a sealed one.
+        self.cut_active_to_frames(&io)?;
         let name = segment_file_name(point.position);
         // The name may be an old (wholly purged) segment's: `create` empties it.
         let file = self
