@@ -70,6 +70,7 @@ pub const KEYS: &[&str] = &[
     "raftElectionTimeoutMinMillis",
     "raftElectionTimeoutMaxMillis",
     "preferredLeaderId",
+    "serverWorkerThreads",
     "brokerId",
     "brokerRole",
     "enableControllerMode",
@@ -145,6 +146,11 @@ pub struct BrokerConfig {
     /// group whenever it is a healthy, caught-up follower; the leader hands leadership to it
     /// (DLedger's `preferredLeaderIds`, one node). Default: none.
     pub preferred_leader_id: Option<String>,
+    /// `serverWorkerThreads`: threads that run the broker's requests, replication and
+    /// apply (RocketMQ's Netty worker pool); 0 (default) = one per core. Nodes that share a
+    /// machine (the playground) do better with a share each: every extra thread costs
+    /// cross-thread wake-ups.
+    pub server_worker_threads: u16,
 }
 
 /// A warning about one line of the file: an unknown key, a RocketMQ key with no effect
@@ -212,6 +218,8 @@ impl BrokerConfig {
     pub const RAFT_ELECTION_TIMEOUT_MIN_MS_DEFAULT: u64 = 400;
     /// Default `raftElectionTimeoutMaxMillis`.
     pub const RAFT_ELECTION_TIMEOUT_MAX_MS_DEFAULT: u64 = 700;
+    /// `serverWorkerThreads` accepted (0 = one per core).
+    pub const SERVER_WORKER_THREADS: RangeInclusive<u16> = 0..=1024;
     /// Each raft timing key accepted, ms (heartbeat < election min < election max too).
     pub const RAFT_TIMING_MS: RangeInclusive<u64> = 1..=60_000;
 
@@ -316,7 +324,7 @@ impl BrokerConfig {
     /// The effective configuration as broker.conf text (what `-p` prints); parsing it
     /// gives this config back.
     pub fn to_properties(&self) -> String {
-        let kv: [(&str, String); 24] = [
+        let kv: [(&str, String); 25] = [
             ("brokerClusterName", self.broker_cluster_name.clone()),
             ("brokerName", self.broker_name.clone()),
             ("listenPort", self.listen_port.to_string()),
@@ -370,6 +378,10 @@ impl BrokerConfig {
             (
                 "raftElectionTimeoutMaxMillis",
                 self.raft_election_timeout_max_ms.to_string(),
+            ),
+            (
+                "serverWorkerThreads",
+                self.server_worker_threads.to_string(),
             ),
         ];
         let mut out = String::new();
@@ -464,6 +476,8 @@ impl BrokerConfig {
         .map_err(at("mappedFileSizeCommitLog"))?;
         check_range(self.raft_heartbeat_ms, Self::RAFT_TIMING_MS, " ms")
             .map_err(at("raftHeartbeatMillis"))?;
+        check_range(self.server_worker_threads, Self::SERVER_WORKER_THREADS, "")
+            .map_err(at("serverWorkerThreads"))?;
         check_range(
             self.raft_election_timeout_min_ms,
             Self::RAFT_TIMING_MS,

@@ -64,7 +64,14 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if config.server_worker_threads > 0 {
+        builder.worker_threads(usize::from(config.server_worker_threads));
+    }
+    let runtime = builder
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
     runtime.block_on(run(config))
 }
 

@@ -96,6 +96,7 @@ pub(super) struct Draft {
     election_min_ms: Option<u64>,
     election_max_ms: Option<u64>,
     preferred_leader: Option<String>,
+    worker_threads: Option<u16>,
     pub(super) lines: KeyLines,
 }
 
@@ -155,6 +156,7 @@ impl Draft {
             }
             "mappedFileSizeCommitLog" => self.segment_bytes = Some(e.parse()?),
             "raftHeartbeatMillis" => self.heartbeat_ms = Some(e.parse()?),
+            "serverWorkerThreads" => self.worker_threads = Some(e.parse()?),
             "raftElectionTimeoutMinMillis" => self.election_min_ms = Some(e.parse()?),
             "raftElectionTimeoutMaxMillis" => self.election_max_ms = Some(e.parse()?),
             "preferredLeaderId" => {
@@ -263,6 +265,7 @@ impl Draft {
                 .election_max_ms
                 .unwrap_or(C::RAFT_ELECTION_TIMEOUT_MAX_MS_DEFAULT),
             preferred_leader_id: self.preferred_leader,
+            server_worker_threads: self.worker_threads.unwrap_or(0),
         })
     }
 }

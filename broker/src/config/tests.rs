@@ -57,6 +57,7 @@ fn defaults() {
         ),
         (100, 400, 700)
     );
+    assert_eq!(c.server_worker_threads, 0);
     assert_eq!(c.self_index(), 1);
     assert_eq!(c.follower_broker_id(), 2);
     assert_eq!(c.raft_self_addr(), "127.0.0.1:40912");
@@ -96,9 +97,11 @@ raftHeartbeatMillis=50
 raftElectionTimeoutMinMillis=300
 preferredLeaderId=n2
 raftElectionTimeoutMaxMillis=900
+serverWorkerThreads=3
 enableControllerMode=false
 ";
     let c = parse(text);
+    assert_eq!(c.server_worker_threads, 3);
     assert_eq!(c.broker_cluster_name, "RaftCluster");
     assert_eq!(c.broker_name, "RaftNode00");
     assert_eq!(c.listen_port, 30921);
@@ -353,6 +356,12 @@ fn bad_values_name_key_and_line() {
             "raftElectionTimeoutMaxMillis=60001",
             "raftElectionTimeoutMaxMillis",
             "outside",
+        ),
+        ("serverWorkerThreads=1025", "serverWorkerThreads", "outside"),
+        (
+            "serverWorkerThreads=-1",
+            "serverWorkerThreads",
+            "invalid value",
         ),
         ("brokerId=x", "brokerId", "invalid value"),
         ("brokerRole=LEADER", "brokerRole", "SLAVE"),
