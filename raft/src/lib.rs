@@ -26,5 +26,6 @@ pub mod state_machine;
 pub mod status;
 pub mod storage_dir;
 pub mod types;
+mod voter;
 
 pub use types::{LogId, NodeId, TypeConfig};

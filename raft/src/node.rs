@@ -30,6 +30,7 @@ use crate::network::{self, CustomRpcHandler, NetworkFactory, NetworkFilter, RpcE
 use crate::state_machine::{SmAdapter, SmHandle, StateMachine};
 use crate::status::{NodeStatus, Role};
 use crate::types::{LogId, NodeId, Raft};
+use crate::voter::Voter;
 
 /// Everything needed to start one node of a group.
 #[derive(Debug, Clone)]
@@ -320,10 +321,11 @@ impl<S: StateMachine> RaftNode<S> {
             app,
         });
         let identity = network::Identity::node(&config.group, config.id);
+        let lease = Duration::from_millis(raft.config().election_timeout_max);
         let server = tokio::spawn(network::serve(
             identity,
             listener,
-            raft.clone(),
+            Voter::new(raft.clone(), lease),
             handler,
             async {
                 let _ = stop_rx.await;
