@@ -33,10 +33,11 @@ pub const BATCH_BYTES_MAX: usize = 4 << 20;
 /// Most envelope entries handed to raft and not yet answered. openraft 0.9's core waits
 /// for each entry's local flush before it replicates it, so more envelopes in flight make
 /// each one smaller (more fsyncs and RPCs per message). Measured through the broker
-/// (`mqbench -w 256`, interleaved runs; BENCHMARKS.md, issue 5 fourth pass): 2 sends
-/// 15-20 % more than 4, but a leader killed under load then left longer gaps (median
-/// 2.0 s, worst 3.2 s over 9 trials, against 1.4 s and 2.2 s with 4), so 4 stays.
-pub const BATCHES_INFLIGHT_MAX: usize = 4;
+/// (`mqbench -w 256`, interleaved runs; BENCHMARKS.md, issue 5 fourth and fifth passes):
+/// 2 sends 15-20 % more than 4. With 2, the followers' logs differ more often when the
+/// leader dies, which made failover slow (worst 3.2 s) until a follower refusing a shorter
+/// log learned to stand at once (`voter.rs`): 9 kills since, worst gap 1.7 s.
+pub const BATCHES_INFLIGHT_MAX: usize = 2;
 /// Most proposals queued in front of the batcher (backpressure on callers).
 pub const PROPOSALS_QUEUED_MAX: usize = 65_536;
 
