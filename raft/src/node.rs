@@ -325,7 +325,7 @@ impl<S: StateMachine> RaftNode<S> {
         let server = tokio::spawn(network::serve(
             identity,
             listener,
-            Voter::new(raft.clone(), lease),
+            Voter::new(raft.clone(), config.id, lease),
             handler,
             async {
                 let _ = stop_rx.await;

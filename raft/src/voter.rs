@@ -1,17 +1,19 @@
 //! The raft handler the RPC server calls: openraft's own, plus one election rule of ours.
 //!
 //! After a leader dies, the follower whose timer fires first stands. If its log is the
-//! shorter one, the other follower refuses it (openraft 0.9 then makes the refused node
-//! wait 2 × the election timeout maximum before it stands again), and the node with the
+//! shorter one, the other follower refuses it (openraft 0.9 then adds 2 × the election
+//! timeout maximum to the refused node's next election timeout), and the node with the
 //! longer log stands only when its own timer fires. Worse, openraft orders votes of one
 //! term by node id, so when that node has the lower id its candidacy in the same term is
 //! refused too and it waits one more election timeout. Under load the two followers' logs
 //! often differ by the last entry, so a failover took up to 3 s instead of ~1.4 s.
 //!
-//! The rule: a node that refuses a candidate because its own log is greater, and has
-//! heard nothing from a leader for a whole lease (so no live leader is deposed), stands at
-//! once, two terms up so a same-term candidacy cannot block it. Raft's safety does not
-//! depend on who stands or when; this only decides who stands first.
+//! The rule: a follower (or candidate) that refuses a candidate because its own log is
+//! greater, has heard nothing from a leader for a whole lease (so no live leader is
+//! deposed), and has not granted its vote to someone else in the candidate's term or
+//! later, stands at once, in a term above the candidate's so a same-term candidacy cannot
+//! block it. Raft's safety does not depend on who stands or when; this only decides who
+//! stands first.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,6 +21,7 @@ use std::time::{Duration, Instant};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest,
 };
+use openraft::ServerState;
 use tracing::{info, warn};
 
 use crate::network::wire::{AppendEntriesResult, InstallSnapshotResult, VoteResult};
@@ -29,44 +32,71 @@ use crate::types::{LogId, NodeId, Raft, TypeConfig};
 #[derive(Clone)]
 pub(crate) struct Voter {
     raft: Raft,
+    id: NodeId,
     /// How long after the last word from a leader this node may depose it.
     lease: Duration,
     times: Arc<Mutex<Times>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Times {
-    /// When an AppendEntries (entries or heartbeat) from a leader was last accepted.
-    heard_leader: Option<Instant>,
+    /// When an AppendEntries (entries or heartbeat) or a snapshot chunk from a current
+    /// leader was last accepted (start-up counts as one).
+    heard_leader: Instant,
     /// When this node last stood by the rule (at most once per lease).
     stood: Option<Instant>,
 }
 
-/// Whether a node that answered a vote request should stand at once: it refused, its own
-/// log is greater than the candidate's (it can win where the candidate cannot), no leader
-/// has been heard for more than `lease` (`quiet`; `None` = never since start), and it has
-/// not already stood by this rule within `lease` (`since_stood`).
-pub(crate) fn stands_after_refusing(
-    granted: bool,
-    candidate_last: Option<&LogId>,
-    my_last: Option<&LogId>,
-    quiet: Option<Duration>,
-    since_stood: Option<Duration>,
-    lease: Duration,
-) -> bool {
-    !granted
-        && my_last > candidate_last
-        && quiet.is_none_or(|q| q > lease)
-        && since_stood.is_none_or(|s| s > lease)
+/// What a node knows after refusing a vote request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Refusal<'a> {
+    /// The candidate's last log id.
+    pub candidate_last: Option<&'a LogId>,
+    /// The candidate's term.
+    pub candidate_term: u64,
+    /// This node's last log id.
+    pub my_last: Option<&'a LogId>,
+    /// This node's vote's term after answering.
+    pub my_term: u64,
+    /// Whether that vote is for this node itself (or for nobody), not promised to another.
+    pub my_vote_is_free: bool,
+    /// Time since a leader was last heard.
+    pub quiet: Duration,
+    /// Time since this node last stood by the rule, if it has.
+    pub since_stood: Option<Duration>,
+}
+
+/// How many elections in a row a node that refused a vote should start at once (0: none).
+/// It stands when its own log is greater than the candidate's (it can win where the
+/// candidate cannot), no leader has been heard for more than `lease`, its vote is not
+/// promised to another node in the candidate's term or later, and it has not stood by this
+/// rule within `lease`. Each election is one term up from its own: enough of them put it
+/// above the candidate's term, whatever the node ids (at most 8).
+pub(crate) fn elections_after_refusing(r: &Refusal<'_>, lease: Duration) -> u64 {
+    let stands = r.my_last > r.candidate_last
+        && r.quiet > lease
+        && (r.my_term < r.candidate_term || r.my_vote_is_free)
+        && r.since_stood.is_none_or(|s| s > lease);
+    if stands {
+        (r.candidate_term + 1).saturating_sub(r.my_term).clamp(1, 8)
+    } else {
+        0
+    }
 }
 
 impl Voter {
-    /// Wraps `raft`; `lease` is its `election_timeout_max`.
-    pub(crate) fn new(raft: Raft, lease: Duration) -> Self {
+    /// Wraps `raft` of node `id`; `lease` is its `election_timeout_max`.
+    pub(crate) fn new(raft: Raft, id: NodeId, lease: Duration) -> Self {
+        // A node just started has heard nobody yet: the leader gets a lease to reach it.
+        let times = Times {
+            heard_leader: Instant::now(),
+            stood: None,
+        };
         Voter {
             raft,
+            id,
             lease,
-            times: Arc::new(Mutex::new(Times::default())),
+            times: Arc::new(Mutex::new(times)),
         }
     }
 
@@ -80,44 +110,55 @@ impl RaftRpcHandler for Voter {
         let res = self.raft.append_entries(req).await;
         // Anything but "your vote is stale" means a current leader reached us.
         if matches!(&res, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_))) {
-            self.times().heard_leader = Some(Instant::now());
+            self.times().heard_leader = Instant::now();
         }
         res
     }
 
     async fn vote(&self, req: VoteRequest<NodeId>) -> VoteResult {
         let candidate_last = req.last_log_id;
+        let candidate_term = req.vote.leader_id().term;
         let candidate = req.vote.leader_id().voted_for();
         let res = self.raft.vote(req).await;
         let Ok(resp) = &res else { return res };
-        let stand = {
+        if resp.vote_granted {
+            return res;
+        }
+        // openraft ignores an election trigger on a leader; a learner cannot stand.
+        let state = self.raft.metrics().borrow().state;
+        if !matches!(state, ServerState::Follower | ServerState::Candidate) {
+            return res;
+        }
+        let elections = {
             let mut t = self.times();
             let now = Instant::now();
-            let stand = stands_after_refusing(
-                resp.vote_granted,
-                candidate_last.as_ref(),
-                resp.last_log_id.as_ref(),
-                t.heard_leader.map(|h| now - h),
-                t.stood.map(|s| now - s),
+            let voted_for = resp.vote.leader_id().voted_for();
+            let n = elections_after_refusing(
+                &Refusal {
+                    candidate_last: candidate_last.as_ref(),
+                    candidate_term,
+                    my_last: resp.last_log_id.as_ref(),
+                    my_term: resp.vote.leader_id().term,
+                    my_vote_is_free: voted_for.is_none() || voted_for == Some(self.id),
+                    quiet: now - t.heard_leader,
+                    since_stood: t.stood.map(|s| now - s),
+                },
                 self.lease,
             );
-            if stand {
+            if n > 0 {
                 t.stood = Some(now);
             }
-            stand
+            n
         };
-        if stand {
+        if elections > 0 {
             info!(
                 candidate = ?candidate,
-                candidate_last = ?candidate_last,
-                my_last = ?resp.last_log_id,
-                "refused a candidate with a shorter log and no leader has been heard for a lease: standing now"
+                candidate_term,
+                "refused a candidate with a shorter log, and no leader has been heard for a lease: standing now"
             );
             let raft = self.raft.clone();
             tokio::spawn(async move {
-                // Two elections in a row: the second one's term is above the candidate's,
-                // whatever the node ids.
-                for _ in 0..2 {
+                for _ in 0..elections {
                     if let Err(e) = raft.trigger().elect().await {
                         return warn!(error = %e, "cannot stand for election");
                     }
@@ -131,9 +172,11 @@ impl RaftRpcHandler for Voter {
         &self,
         req: InstallSnapshotRequest<TypeConfig>,
     ) -> InstallSnapshotResult {
+        let sender = req.vote;
         let res = self.raft.install_snapshot(req).await;
-        if res.is_ok() {
-            self.times().heard_leader = Some(Instant::now());
+        // A stale leader's chunk is answered Ok too, with the newer vote.
+        if matches!(&res, Ok(r) if r.vote <= sender) {
+            self.times().heard_leader = Instant::now();
         }
         res
     }
@@ -152,95 +195,111 @@ mod tests {
     #[test]
     fn stands_only_with_the_greater_log_after_a_quiet_lease() {
         let lease = Duration::from_millis(700);
-        let quiet = Some(Duration::from_millis(800));
         let (short, long) = (id(1, 10), id(1, 11));
-        // The case the rule is for.
-        assert!(stands_after_refusing(
-            false,
-            Some(&short),
-            Some(&long),
-            quiet,
-            None,
-            lease
-        ));
-        // Never heard a leader since start (a restarted node): same.
-        assert!(stands_after_refusing(
-            false,
-            Some(&short),
-            Some(&long),
-            None,
-            None,
-            lease
-        ));
+        // The case the rule is for: this node at term 1 (its dead leader's), the candidate
+        // at term 2: two elections put it at term 3.
+        let base = Refusal {
+            candidate_last: Some(&short),
+            candidate_term: 2,
+            my_last: Some(&long),
+            my_term: 1,
+            my_vote_is_free: false,
+            quiet: Duration::from_millis(800),
+            since_stood: None,
+        };
+        let n = |r: Refusal<'_>| elections_after_refusing(&r, lease);
+        assert_eq!(n(base), 2);
+        // A candidate that retried (term 4): enough elections to get above it ...
+        assert_eq!(
+            n(Refusal {
+                candidate_term: 4,
+                ..base
+            }),
+            4
+        );
+        // ... but never more than 8.
+        assert_eq!(
+            n(Refusal {
+                candidate_term: 100,
+                ..base
+            }),
+            8
+        );
+        // Already above the candidate (a candidacy of its own): one more.
+        assert_eq!(
+            n(Refusal {
+                my_term: 5,
+                my_vote_is_free: true,
+                ..base
+            }),
+            1
+        );
         // A candidate with no log at all.
-        assert!(stands_after_refusing(
-            false,
-            None,
-            Some(&long),
-            quiet,
-            None,
-            lease
-        ));
-        // Granted, or the candidate's log is as good: it may win, let it.
-        assert!(!stands_after_refusing(
-            true,
-            Some(&short),
-            Some(&long),
-            quiet,
-            None,
-            lease
-        ));
-        assert!(!stands_after_refusing(
-            false,
-            Some(&long),
-            Some(&long),
-            quiet,
-            None,
-            lease
-        ));
-        assert!(!stands_after_refusing(
-            false,
-            Some(&long),
-            Some(&short),
-            quiet,
-            None,
-            lease
-        ));
+        assert_eq!(
+            n(Refusal {
+                candidate_last: None,
+                ..base
+            }),
+            2
+        );
+        // The candidate's log is as good, or better: it may win, let it.
+        assert_eq!(
+            n(Refusal {
+                candidate_last: Some(&long),
+                ..base
+            }),
+            0
+        );
+        assert_eq!(
+            n(Refusal {
+                my_last: Some(&short),
+                candidate_last: Some(&long),
+                ..base
+            }),
+            0
+        );
         // A higher term beats a longer log of a lower term.
-        assert!(!stands_after_refusing(
-            false,
-            Some(&id(2, 5)),
-            Some(&long),
-            quiet,
-            None,
-            lease
-        ));
+        assert_eq!(
+            n(Refusal {
+                candidate_last: Some(&id(2, 5)),
+                ..base
+            }),
+            0
+        );
         // A leader was heard within the lease: it may be alive; do not depose it.
-        let recent = Some(Duration::from_millis(300));
-        assert!(!stands_after_refusing(
-            false,
-            Some(&short),
-            Some(&long),
-            recent,
-            None,
-            lease
-        ));
+        assert_eq!(
+            n(Refusal {
+                quiet: Duration::from_millis(300),
+                ..base
+            }),
+            0
+        );
+        // Its vote is promised to another node in the candidate's term or later.
+        assert_eq!(n(Refusal { my_term: 2, ..base }), 0);
+        assert_eq!(
+            n(Refusal {
+                my_term: 2,
+                my_vote_is_free: true,
+                ..base
+            }),
+            1
+        );
         // Stood by the rule within the lease already: once is enough.
-        assert!(!stands_after_refusing(
-            false,
-            Some(&short),
-            Some(&long),
-            quiet,
-            recent,
-            lease
-        ));
-        assert!(stands_after_refusing(
-            false,
-            Some(&short),
-            Some(&long),
-            quiet,
-            quiet,
-            lease
-        ));
+        let recently = Some(Duration::from_millis(300));
+        assert_eq!(
+            n(Refusal {
+                since_stood: recently,
+                ..base
+            }),
+            0
+        );
+        let long_ago = Some(Duration::from_millis(800));
+        assert_eq!(
+            n(Refusal {
+                since_stood: long_ago,
+                ..base
+            }),
+            2
+        );
     }
 }

@@ -151,6 +151,10 @@ impl LogState {
 
     /// Records a chunk just written at `pos` (it ends where the buffered frames begin).
     pub fn remember_written(&mut self, pos: u64, bytes: Bytes) {
+        // `pieces` walks chunks until one does not continue the range: no empty ones.
+        if bytes.is_empty() {
+            return;
+        }
         let contiguous = self
             .recent
             .back()
