@@ -73,8 +73,9 @@ pub struct CheckpointTracker {
     persisted: HashMap<(String, i32), i64>,
     /// Key entries applied since the last job, per topic.
     pending_keys: BTreeMap<String, Vec<KeyRec>>,
-    /// Idempotency-window inserts since the last job, in apply order.
-    pending_dedup: Vec<(String, String, AppendResult)>,
+    /// Window sequence number from which inserts are not journaled yet (the window numbers
+    /// its inserts, so the next job reads them from the window: apply records nothing).
+    dedup_seq: u64,
     /// Inserts in the current dedup journal generation.
     dedup_journaled: usize,
     /// Last applied log id of the last job.
@@ -99,18 +100,11 @@ impl CheckpointTracker {
         }
     }
 
-    /// Remembers an idempotency-window insert for the next job.
-    pub fn dedup_added(&mut self, topic: &str, uniq_key: &str, result: AppendResult) {
-        self.pending_dedup
-            .push((topic.to_owned(), uniq_key.to_owned(), result));
-    }
-
     /// The state was replaced or lost a topic: the next job rewrites everything.
     pub fn reset(&mut self) {
         self.rewrite = true;
         self.persisted.clear();
         self.pending_keys.clear();
-        self.pending_dedup.clear();
     }
 }
 
@@ -119,6 +113,7 @@ impl BrokerStateMachine {
     /// [`BrokerStateMachine::checkpoint`] / snapshots hand jobs to `sink`.
     pub fn enable_checkpoints(&mut self, sink: Arc<dyn CheckpointSink>) {
         self.ckpt.sink = Some(sink);
+        self.ckpt.dedup_seq = self.dedup.end_seq();
         if self.ckpt.checkpointed.is_none() && self.ckpt.persisted.is_empty() {
             // Nothing journaled by this process yet: start a generation of our own.
             self.ckpt.rewrite = true;
@@ -193,8 +188,11 @@ impl BrokerStateMachine {
         }
         self.ckpt.pending_keys.clear();
         // The dedup journal restarts from the window once it holds 4 windows' worth.
+        // Inserts evicted before this job are not journaled: every key still in the window
+        // is, so the journal's last window-length of entries is still the window.
+        let new_dedup = self.dedup.since(self.ckpt.dedup_seq).len();
         let dedup_rewrite = rewrite
-            || self.ckpt.dedup_journaled + self.ckpt.pending_dedup.len()
+            || self.ckpt.dedup_journaled + new_dedup
                 > DEDUP_REWRITE_WINDOWS * self.dedup.capacity().max(1);
         let mut dedup_out = Vec::new();
         if dedup_rewrite {
@@ -215,19 +213,13 @@ impl BrokerStateMachine {
         } else {
             journal::put_dedup(
                 &mut dedup_out,
-                self.ckpt.pending_dedup.iter().map(|(t, u, r)| {
-                    (
-                        t.as_str(),
-                        u.as_str(),
-                        r.queue_id,
-                        r.queue_offset,
-                        r.physical_offset,
-                    )
-                }),
+                self.dedup
+                    .since(self.ckpt.dedup_seq)
+                    .map(|(t, u, r)| (t, u, r.queue_id, r.queue_offset, r.physical_offset)),
             );
-            self.ckpt.dedup_journaled += self.ckpt.pending_dedup.len();
+            self.ckpt.dedup_journaled += new_dedup;
         }
-        self.ckpt.pending_dedup.clear();
+        self.ckpt.dedup_seq = self.dedup.end_seq();
         self.ckpt.rewrite = false;
         self.ckpt.checkpointed = self.last_applied;
         Some(CheckpointJob {
@@ -267,12 +259,9 @@ impl BrokerStateMachine {
         let mut keys = KeyIndex::default();
         // Size every collection once: growing them by doubling costs more than filling them.
         let mut unit_counts: HashMap<(String, i32), usize> = HashMap::new();
-        let mut key_counts: HashMap<String, usize> = HashMap::new();
         for (kind, topic, queue_id, n) in journal::counts(journal_bytes) {
-            match kind {
-                journal::BLOCK_UNITS => *unit_counts.entry((topic, queue_id)).or_default() += n,
-                journal::BLOCK_KEYS => *key_counts.entry(topic).or_default() += n,
-                _ => {}
+            if kind == journal::BLOCK_UNITS {
+                *unit_counts.entry((topic, queue_id)).or_default() += n;
             }
         }
         // The window is FIFO and every journaled insert was of a key not in it, so replaying
@@ -304,9 +293,6 @@ impl BrokerStateMachine {
         }
         for ((topic, queue_id), n) in &unit_counts {
             queues.get_or_create(topic, *queue_id).reserve(*n);
-        }
-        for (topic, n) in &key_counts {
-            keys.reserve(topic, *n);
         }
         journal::parse(journal_bytes, |block| {
             match block {
@@ -391,6 +377,7 @@ impl BrokerStateMachine {
         sm.ckpt.persisted = persisted;
         sm.ckpt.checkpointed = s.last_applied;
         sm.ckpt.dedup_journaled = dedup_total;
+        sm.ckpt.dedup_seq = sm.dedup.end_seq();
         Ok(sm)
     }
 }

@@ -1,14 +1,13 @@
 //! The message key index (QUERY_MESSAGE) and the idempotent-produce window.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 
 use serde::{Deserialize, Serialize};
 
 use super::command::AppendResult;
 
-/// Most index entries kept per `topic#key` (oldest dropped first).
-pub const KEY_INDEX_PER_KEY_MAX: usize = 64;
 /// Most `(topic, UNIQ_KEY)`s in the idempotency window (oldest evicted first).
 pub const DEDUP_WINDOW_MAX: usize = 100_000;
 
@@ -43,6 +42,12 @@ impl Hasher for IdentityHasher {
 
 type HashKeyed<V> = HashMap<u64, V, BuildHasherDefault<IdentityHasher>>;
 
+/// Most candidates one key lookup returns (RocketMQ's `maxMsgsNumBatch` default).
+pub const KEY_LOOKUP_MAX: usize = 64;
+/// Entries per sorted run of the key index: a run is sorted once when it fills (a short,
+/// cache-resident sort), and a lookup binary-searches each run.
+const KEY_RUN_LEN: usize = 1 << 15;
+
 /// One indexed record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexEntry {
@@ -52,66 +57,112 @@ pub struct IndexEntry {
     pub store_time: i64,
 }
 
-/// The entries of one key hash: one inline (the common case: UNIQ_KEYs), more boxed.
+/// A key hash and the record indexed under it.
+type Keyed = (u64, IndexEntry);
+
+/// Index entries sorted by (hash, physical offset), with the ranges they cover so that
+/// purges and time-bounded lookups can skip whole runs.
 #[derive(Debug, Clone)]
-enum Hits {
-    One(IndexEntry),
-    // Boxed on purpose: keeps `Hits` at 24 bytes for the millions of single-entry keys.
-    #[allow(clippy::box_collection)]
-    Many(Box<VecDeque<IndexEntry>>),
+struct Run {
+    entries: Vec<Keyed>,
+    max_offset: i64,
+    min_time: i64,
+    max_time: i64,
 }
 
-impl Hits {
-    fn push(&mut self, e: IndexEntry) {
-        match self {
-            Hits::One(first) => {
-                let mut v = VecDeque::with_capacity(2);
-                v.push_back(*first);
-                v.push_back(e);
-                *self = Hits::Many(Box::new(v));
-            }
-            Hits::Many(v) => {
-                if v.len() >= KEY_INDEX_PER_KEY_MAX {
-                    v.pop_front();
-                }
-                v.push_back(e);
-            }
-        }
-    }
-
-    fn iter(&self) -> impl DoubleEndedIterator<Item = &IndexEntry> {
-        let (one, many) = match self {
-            Hits::One(e) => (Some(e), None),
-            Hits::Many(v) => (None, Some(v.iter())),
+impl Run {
+    fn sealed(mut entries: Vec<Keyed>) -> Run {
+        entries.sort_unstable_by_key(|(h, e)| (*h, e.physical_offset));
+        let mut run = Run {
+            entries,
+            max_offset: i64::MIN,
+            min_time: i64::MAX,
+            max_time: i64::MIN,
         };
-        one.into_iter().chain(many.into_iter().flatten())
+        run.measure();
+        run
     }
 
-    /// Drops entries below `physical_offset`; false when nothing is left.
-    fn retain_from(&mut self, physical_offset: i64) -> bool {
-        match self {
-            Hits::One(e) => e.physical_offset >= physical_offset,
-            Hits::Many(v) => {
-                v.retain(|e| e.physical_offset >= physical_offset);
-                !v.is_empty()
-            }
+    fn measure(&mut self) {
+        self.max_offset = i64::MIN;
+        self.min_time = i64::MAX;
+        self.max_time = i64::MIN;
+        for (_, e) in &self.entries {
+            self.max_offset = self.max_offset.max(e.physical_offset);
+            self.min_time = self.min_time.min(e.store_time);
+            self.max_time = self.max_time.max(e.store_time);
         }
+    }
+
+    /// The entries with `hash`.
+    fn hits(&self, hash: u64) -> &[Keyed] {
+        let from = self.entries.partition_point(|(h, _)| *h < hash);
+        let len = self.entries[from..].partition_point(|(h, _)| *h == hash);
+        &self.entries[from..from + len]
     }
 }
 
-/// Per topic, [`key_hash`] of each KEYS word and UNIQ_KEY → recent records. Bounded per
-/// hash; not part of snapshots (a node that installs one has no log below it) but written
-/// to checkpoints. Hashes may collide, so lookups return *candidates*: callers read the
-/// records and keep those whose keys match (as RocketMQ's index files do; clients filter
-/// again anyway). Only looked up, never iterated into state, so hash maps keep it
-/// deterministic.
+/// One topic's entries: sealed runs, then the unsorted tail in apply order.
 #[derive(Debug, Clone, Default)]
+struct TopicKeys {
+    runs: Vec<Run>,
+    tail: Vec<Keyed>,
+}
+
+impl TopicKeys {
+    fn push(&mut self, k: Keyed, run_len: usize) {
+        if self.tail.capacity() == 0 {
+            self.tail.reserve_exact(run_len);
+        }
+        self.tail.push(k);
+        if self.tail.len() >= run_len {
+            let full = std::mem::replace(&mut self.tail, Vec::with_capacity(run_len));
+            self.runs.push(Run::sealed(full));
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.runs.iter().map(|r| r.entries.len()).sum::<usize>() + self.tail.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.tail.is_empty() && self.runs.is_empty()
+    }
+}
+
+/// Per topic, [`key_hash`] of each KEYS word and UNIQ_KEY of every retained record, as
+/// RocketMQ's index files hold them. Appends are a push to the topic's tail; every
+/// [`KEY_RUN_LEN`] entries the tail is sorted into a run (no hash table to grow: 24 bytes
+/// per entry). Hashes may collide, so lookups return *candidates*: callers read the
+/// records and keep those whose keys match (clients filter again anyway). Not part of
+/// snapshots (a node that installs one has no log below it) but written to checkpoints.
+#[derive(Debug, Clone)]
 pub struct KeyIndex {
-    topics: HashMap<String, HashKeyed<Hits>>,
+    topics: HashMap<String, TopicKeys>,
     len: usize,
+    run_len: usize,
+}
+
+impl Default for KeyIndex {
+    fn default() -> Self {
+        KeyIndex {
+            topics: HashMap::new(),
+            len: 0,
+            run_len: KEY_RUN_LEN,
+        }
+    }
 }
 
 impl KeyIndex {
+    /// An empty index sealing runs of `run_len` entries (tests: many small runs).
+    #[cfg(test)]
+    pub(super) fn with_run_len(run_len: usize) -> Self {
+        KeyIndex {
+            run_len: run_len.max(1),
+            ..Self::default()
+        }
+    }
+
     /// Indexes one record under `key`.
     pub fn add(&mut self, topic: &str, key: &str, physical_offset: i64, store_time: i64) {
         if key.is_empty() {
@@ -120,77 +171,84 @@ impl KeyIndex {
         self.add_hash(topic, key_hash(key), physical_offset, store_time);
     }
 
-    /// Indexes one record under a key hash (checkpoint restore).
+    /// Indexes one record under a key hash.
     pub fn add_hash(&mut self, topic: &str, hash: u64, physical_offset: i64, store_time: i64) {
-        let keys = match self.topics.get_mut(topic) {
-            Some(k) => k,
-            None => self.topics.entry(topic.to_owned()).or_default(),
-        };
         let e = IndexEntry {
             physical_offset,
             store_time,
         };
-        match keys.get_mut(&hash) {
-            Some(hits) => hits.push(e),
-            None => {
-                keys.insert(hash, Hits::One(e));
-                self.len += 1;
-            }
-        }
+        let keys = match self.topics.get_mut(topic) {
+            Some(k) => k,
+            None => self.topics.entry(topic.to_owned()).or_default(),
+        };
+        keys.push((hash, e), self.run_len);
+        self.len += 1;
     }
 
-    /// Indexes a run of entries of one topic (checkpoint restore: one topic lookup and one
-    /// reservation for the whole run).
+    /// Indexes a run of entries of one topic (checkpoint restore: one topic lookup for the
+    /// whole run).
     pub fn extend_hashes(
         &mut self,
         topic: &str,
         entries: impl ExactSizeIterator<Item = (u64, IndexEntry)>,
     ) {
+        let n = entries.len();
         let keys = match self.topics.get_mut(topic) {
             Some(k) => k,
             None => self.topics.entry(topic.to_owned()).or_default(),
         };
-        for (hash, e) in entries {
-            match keys.entry(hash) {
-                std::collections::hash_map::Entry::Occupied(mut o) => o.get_mut().push(e),
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(Hits::One(e));
-                    self.len += 1;
-                }
-            }
+        for k in entries {
+            keys.push(k, self.run_len);
         }
-    }
-
-    /// Makes room for `n` more key hashes of `topic`.
-    pub fn reserve(&mut self, topic: &str, n: usize) {
-        match self.topics.get_mut(topic) {
-            Some(k) => k.reserve(n),
-            None => {
-                let mut k = HashKeyed::default();
-                k.reserve(n);
-                self.topics.insert(topic.to_owned(), k);
-            }
-        }
+        self.len += n;
     }
 
     /// Candidate physical offsets indexed under `topic#key` with `begin ≤ store time ≤ end`,
-    /// newest first, at most `max`. May include records of other keys with the same hash.
+    /// newest first, at most `max` and at most [`KEY_LOOKUP_MAX`]. May include records of
+    /// other keys with the same hash.
     pub fn lookup(&self, topic: &str, key: &str, begin: i64, end: i64, max: usize) -> Vec<i64> {
-        self.topics
-            .get(topic)
-            .and_then(|keys| keys.get(&key_hash(key)))
-            .map(|hits| {
-                hits.iter()
-                    .rev()
-                    .filter(|e| (begin..=end).contains(&e.store_time))
-                    .take(max)
-                    .map(|e| e.physical_offset)
-                    .collect()
-            })
-            .unwrap_or_default()
+        let max = max.min(KEY_LOOKUP_MAX);
+        let Some(keys) = self.topics.get(topic) else {
+            return Vec::new();
+        };
+        if max == 0 {
+            return Vec::new();
+        }
+        let hash = key_hash(key);
+        let in_time = |e: &IndexEntry| (begin..=end).contains(&e.store_time);
+        // The newest `max` offsets seen so far (a min-heap: the oldest kept is on top).
+        let mut newest: BinaryHeap<Reverse<i64>> = BinaryHeap::with_capacity(max + 1);
+        let mut keep = |offset: i64| {
+            if newest.iter().any(|Reverse(o)| *o == offset) {
+                return;
+            }
+            newest.push(Reverse(offset));
+            if newest.len() > max {
+                newest.pop();
+            }
+        };
+        for (h, e) in &keys.tail {
+            if *h == hash && in_time(e) {
+                keep(e.physical_offset);
+            }
+        }
+        for run in keys
+            .runs
+            .iter()
+            .filter(|r| r.max_time >= begin && r.min_time <= end)
+        {
+            for (_, e) in run.hits(hash) {
+                if in_time(e) {
+                    keep(e.physical_offset);
+                }
+            }
+        }
+        let mut out: Vec<i64> = newest.into_iter().map(|Reverse(o)| o).collect();
+        out.sort_unstable_by(|a, b| b.cmp(a));
+        out
     }
 
-    /// Distinct key hashes held (for sizing checkpoints).
+    /// Entries held (for sizing checkpoints).
     pub fn len(&self) -> usize {
         self.len
     }
@@ -200,21 +258,39 @@ impl KeyIndex {
         self.len == 0
     }
 
-    /// Every entry as (topic, hash, entry), oldest first per hash (checkpoint rewrites).
+    /// Every entry as (topic, hash, entry) (checkpoint rewrites; restoring them in this
+    /// order gives an index with the same answers).
     pub fn entries(&self) -> impl Iterator<Item = (&str, u64, &IndexEntry)> {
         self.topics.iter().flat_map(|(t, keys)| {
-            keys.iter()
-                .flat_map(move |(h, hits)| hits.iter().map(move |e| (t.as_str(), *h, e)))
+            keys.runs
+                .iter()
+                .flat_map(|r| r.entries.iter())
+                .chain(keys.tail.iter())
+                .map(move |(h, e)| (t.as_str(), *h, e))
         })
     }
 
     /// Drops entries of records starting below `physical_offset` (retention).
     pub fn purge_below(&mut self, physical_offset: i64) {
         for keys in self.topics.values_mut() {
-            keys.retain(|_, hits| hits.retain_from(physical_offset));
+            keys.runs.retain(|r| r.max_offset >= physical_offset);
+            for run in &mut keys.runs {
+                if run
+                    .entries
+                    .iter()
+                    .any(|(_, e)| e.physical_offset < physical_offset)
+                {
+                    run.entries
+                        .retain(|(_, e)| e.physical_offset >= physical_offset);
+                    run.measure();
+                }
+            }
+            keys.runs.retain(|r| !r.entries.is_empty());
+            keys.tail
+                .retain(|(_, e)| e.physical_offset >= physical_offset);
         }
         self.topics.retain(|_, keys| !keys.is_empty());
-        self.len = self.topics.values().map(HashMap::len).sum();
+        self.len = self.topics.values().map(TopicKeys::len).sum();
     }
 
     /// Forgets `topic`.
@@ -457,6 +533,21 @@ impl DedupWindow {
         if empty {
             self.by_hash.remove(&old.hash);
         }
+    }
+
+    /// The sequence number the next insert gets (inserts are numbered from 0 in order).
+    pub fn end_seq(&self) -> u64 {
+        self.first_seq + self.order.len() as u64
+    }
+
+    /// The entries inserted at sequence number `seq` or later that are still held, oldest
+    /// first, as (topic, UNIQ_KEY, first result).
+    pub fn since(&self, seq: u64) -> impl ExactSizeIterator<Item = (&str, &str, AppendResult)> {
+        let skip = usize::try_from(seq.saturating_sub(self.first_seq)).unwrap_or(usize::MAX);
+        self.order
+            .iter()
+            .skip(skip)
+            .map(|s| (s.topic(), s.uniq_key(), s.result))
     }
 
     /// The window's capacity.

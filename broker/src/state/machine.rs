@@ -303,9 +303,7 @@ impl BrokerStateMachine {
                 duplicate: false,
             };
             if let Some((v, u)) = vacancy {
-                if self.dedup.fill(v, p.topic, u, result) && self.ckpt.enabled() {
-                    self.ckpt.dedup_added(p.topic, u, result);
-                }
+                self.dedup.fill(v, p.topic, u, result);
             }
             results.push(result);
         }

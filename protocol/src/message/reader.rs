@@ -27,15 +27,28 @@ impl<'a> Reader<'a> {
 
     /// The next `n` bytes, or `Truncated` naming `what`.
     pub(crate) fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8]> {
-        let truncated = ProtocolError::Truncated {
+        // The error is built only on the cold path: this runs once per field of every
+        // record a node decodes.
+        match self
+            .pos
+            .checked_add(n)
+            .and_then(|end| Some((end, self.buf.get(self.pos..end)?)))
+        {
+            Some((end, bytes)) => {
+                self.pos = end;
+                Ok(bytes)
+            }
+            None => Err(self.truncated(n, what)),
+        }
+    }
+
+    #[cold]
+    fn truncated(&self, n: usize, what: &'static str) -> ProtocolError {
+        ProtocolError::Truncated {
             what,
             needed: self.pos.saturating_add(n),
             available: self.buf.len(),
-        };
-        let end = self.pos.checked_add(n).ok_or_else(|| truncated.clone())?;
-        let bytes = self.buf.get(self.pos..end).ok_or(truncated)?;
-        self.pos = end;
-        Ok(bytes)
+        }
     }
 
     /// The next `N` bytes as an array.
