@@ -7,6 +7,8 @@
 //! - [`FlushPolicy::Sync`]: `fdatasync`s and fires the completions (durable);
 //! - [`FlushPolicy::Async`]: fires the completions right after the write (in the kernel, so
 //!   a process crash keeps them) and `fdatasync`s at most `async_flush_interval` later.
+//!   When the flusher is idle, the appending thread does the write itself (see
+//!   [`Flusher::enqueue`]); every [`PREFILL_CHUNK`] written that way, the flusher syncs.
 //!
 //! A failed write or sync is sticky: a failed `fsync` may have dropped dirty pages, so
 //! nothing is ever reported durable after it. The flusher is a plain OS thread, not a tokio
@@ -36,6 +38,13 @@ struct FlushQueue {
     dirty: Vec<NamedFile>,
     /// The flusher is waiting for work (so an append must wake it).
     idle: bool,
+    /// An append is writing its own round on the calling thread (async policy).
+    inline: bool,
+    /// Bytes appends wrote themselves since the flusher last synced for them.
+    inline_written: u64,
+    /// Appends wrote [`PREFILL_CHUNK`] bytes themselves: the flusher syncs them (and
+    /// keeps zeros ahead) now rather than at the interval, so each sync stays short.
+    nudged: bool,
     /// Set when the store is dropped: write and sync what is pending, complete it, exit.
     shutdown: bool,
     /// Sticky failure: every later completion gets this error.
@@ -111,6 +120,7 @@ pub(crate) fn write_out(
 pub(crate) struct Flusher {
     shared: Arc<FlushShared>,
     log: Arc<Shared>,
+    policy: FlushPolicy,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -242,6 +252,7 @@ impl Flusher {
         Ok(Self {
             shared,
             log,
+            policy,
             thread: Some(thread),
         })
     }
@@ -259,6 +270,13 @@ impl Flusher {
     }
 
     /// Queues the completion of an append whose frames are in the buffer.
+    ///
+    /// Under the async policy, when the flusher is idle with nothing queued, the calling
+    /// thread writes the buffer itself and completes the append before returning: a
+    /// `pwrite` of the new frames costs less than waking the flusher and being woken back
+    /// (two context switches per append on each node). The periodic `fdatasync` stays on
+    /// the flusher. The sync policy always hands off: `fdatasync` can block for
+    /// milliseconds and must not occupy a runtime worker.
     pub fn enqueue(&self, done: Completion) {
         let mut q = self.shared.lock();
         if let Some(reason) = q.failed.clone() {
@@ -266,11 +284,56 @@ impl Flusher {
             done(Err(io::Error::other(reason)));
             return;
         }
+        if self.policy == FlushPolicy::Async
+            && q.idle
+            && q.waiters.is_empty()
+            && !q.inline
+            && !q.shutdown
+        {
+            // Nothing is queued or being completed: no earlier completion can fire after
+            // this one. If a sync holds the files (a checkpoint's), hand off instead.
+            if let Some(io) = self.log.try_lock_io() {
+                q.inline = true;
+                drop(q);
+                self.complete_inline(&io, done);
+                drop(io);
+                self.shared.lock().inline = false;
+                return;
+            }
+        }
         q.waiters.push(done);
         if q.idle {
             q.idle = false;
             self.shared.wake.notify_one();
         }
+    }
+
+    /// One async-policy round on the calling thread: write the buffer out, mark the file for
+    /// the flusher's periodic sync, complete `done` (under the I/O lock, so a flusher round
+    /// that starts meanwhile completes its appends after this one).
+    fn complete_inline(&self, io: &MutexGuard<'_, ()>, done: Completion) {
+        let failed = self.shared.lock().failed.clone();
+        let before = self.log.read().tail_start;
+        let outcome = match failed {
+            Some(reason) => Err(reason),
+            None => match write_out(&self.log, io) {
+                Ok(Some((file, name))) => {
+                    let written = self.log.read().tail_start.saturating_sub(before);
+                    let mut q = self.shared.lock();
+                    q.mark_dirty(file, name);
+                    q.inline_written += written;
+                    if q.inline_written >= PREFILL_CHUNK {
+                        q.inline_written = 0;
+                        q.nudged = true;
+                        self.shared.wake.notify_one();
+                    }
+                    Ok(())
+                }
+                Ok(None) => Ok(()),
+                Err(e) => Err(self.fail(e.to_string()).to_string()),
+            },
+        };
+        done(outcome.map_err(io::Error::other));
     }
 
     /// Writes the buffer out from the calling thread (the caller holds `io`); the flusher
@@ -447,10 +510,10 @@ fn run(
         Vec::new()
     };
     loop {
-        let (waiters, shutdown) = {
+        let (waiters, shutdown, nudged) = {
             let mut q = shared.lock();
             loop {
-                if !q.waiters.is_empty() || q.shutdown {
+                if !q.waiters.is_empty() || q.shutdown || q.nudged {
                     break;
                 }
                 q.idle = true;
@@ -475,7 +538,11 @@ fn run(
                     break;
                 }
             }
-            (mem::take(&mut q.waiters), q.shutdown)
+            (
+                mem::take(&mut q.waiters),
+                q.shutdown,
+                mem::take(&mut q.nudged),
+            )
         };
         let io = log.lock_io();
         let mut outcome = match shared.lock().failed.clone() {
@@ -495,7 +562,10 @@ fn run(
             fire(waiters.take(), &outcome);
         }
         if outcome.is_ok()
-            && (policy == FlushPolicy::Sync || shutdown || last_sync.elapsed() >= interval)
+            && (policy == FlushPolicy::Sync
+                || shutdown
+                || nudged
+                || last_sync.elapsed() >= interval)
         {
             let dirty = mem::take(&mut shared.lock().dirty);
             if let Err(e) = sync_files(shared, &dirty) {

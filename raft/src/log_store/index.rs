@@ -375,6 +375,15 @@ impl Shared {
         self.io.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// [`Shared::lock_io`] if no one holds it now (a sync may hold it for milliseconds).
+    pub fn try_lock_io(&self) -> Option<MutexGuard<'_, ()>> {
+        match self.io.try_lock() {
+            Ok(g) => Some(g),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
     /// Read access; a poisoned lock is still usable because every update is a few
     /// non-panicking assignments.
     pub fn read(&self) -> RwLockReadGuard<'_, LogState> {

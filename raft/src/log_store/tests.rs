@@ -659,6 +659,138 @@ fn async_policy_completes_after_write_without_waiting_for_sync() {
     assert_eq!(store.log_state().1, Some(log_id(1, 4)));
 }
 
+/// Appends one entry under the async policy; true if its completion ran on this thread
+/// before `append_entries` returned (the flusher was idle). Waits for it either way.
+fn append_async(store: &mut SegmentedLogStore, index: u64) -> (bool, bool) {
+    let me = std::thread::current().id();
+    let (tx, rx) = mpsc::channel();
+    store
+        .append_entries(
+            vec![normal(1, index, 40)],
+            Box::new(move |r| {
+                tx.send((std::thread::current().id() == me, r.is_ok()))
+                    .unwrap()
+            }),
+        )
+        .unwrap();
+    let inline = rx.try_recv().ok();
+    inline.unwrap_or_else(|| rx.recv_timeout(WAIT).expect("completion within deadline"))
+}
+
+#[test]
+fn async_policy_appends_write_on_the_calling_thread_when_the_flusher_is_idle() {
+    let dir = MemDir::new();
+    let config = LogStoreConfig {
+        flush: FlushPolicy::Async,
+        async_flush_interval: Duration::from_secs(10),
+        ..cfg(1 << 20)
+    };
+    let mut store =
+        SegmentedLogStore::open_with(config, Arc::new(dir.clone()), Meta::memory()).unwrap();
+    // The flusher goes idle soon after it starts; from then on appends write themselves.
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut index = 1;
+    loop {
+        let (inline, ok) = append_async(&mut store, index);
+        assert!(ok);
+        index += 1;
+        if inline {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no append completed inline"
+        );
+    }
+    for _ in 0..5 {
+        let (inline, ok) = append_async(&mut store, index);
+        assert!(inline && ok, "the flusher stays idle between appends");
+        index += 1;
+    }
+    // Completed means in the file, in order, with nothing synced yet.
+    assert_eq!(
+        dir.contents("00000000000000000000.log").unwrap().len() as u64,
+        store.read_handle().end_position()
+    );
+    // The flusher's periodic sync still covers what the appends wrote themselves.
+    store.sync().unwrap();
+    let crashed = dir.crash(4);
+    drop(store);
+    let store = open_mem(&crashed, &Meta::memory(), 1 << 20).unwrap();
+    assert_eq!(store.log_state().1, Some(log_id(1, index - 1)));
+}
+
+#[test]
+fn async_policy_syncs_every_prefill_chunk_written_inline_not_only_at_the_interval() {
+    let dir = MemDir::new();
+    let config = LogStoreConfig {
+        flush: FlushPolicy::Async,
+        async_flush_interval: Duration::from_secs(10),
+        prefill_bytes: 0,
+        ..cfg(64 << 20)
+    };
+    let mut store =
+        SegmentedLogStore::open_with(config, Arc::new(dir.clone()), Meta::memory()).unwrap();
+    let name = "00000000000000000000.log";
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut index = 1;
+    while !append_async(&mut store, index).0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no append completed inline"
+        );
+        index += 1;
+    }
+    index += 1;
+    let syncs = dir.syncs(name).unwrap();
+    // A chunk's worth written inline: the flusher syncs without waiting for the interval.
+    let end = store.read_handle().end_position() + flusher::PREFILL_CHUNK;
+    while store.read_handle().end_position() < end {
+        let (_, ok) = append_async(&mut store, index);
+        assert!(ok);
+        index += 1;
+    }
+    // Well before the 10 s interval (measured from the store's start).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while dir.syncs(name) == Some(syncs) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no sync after a chunk"
+        );
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn async_policy_inline_write_failure_fails_the_store() {
+    let dir = MemDir::new();
+    let config = LogStoreConfig {
+        flush: FlushPolicy::Async,
+        async_flush_interval: Duration::from_secs(10),
+        ..cfg(1 << 20)
+    };
+    let mut store =
+        SegmentedLogStore::open_with(config, Arc::new(dir.clone()), Meta::memory()).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut index = 1;
+    while !append_async(&mut store, index).0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no append completed inline"
+        );
+        index += 1;
+    }
+    dir.set_op_budget(Some(0));
+    let (_, ok) = append_async(&mut store, index + 1);
+    assert!(!ok, "a failed write is reported to its append");
+    dir.set_op_budget(None);
+    let sticky = store.append_entries(vec![normal(1, index + 2, 40)], Box::new(|_| {}));
+    assert!(
+        matches!(sticky, Err(LogStoreError::Failed(ref r)) if r.contains("write")),
+        "the failure is sticky and names the write: {sticky:?}"
+    );
+}
+
 #[test]
 fn config_is_validated() {
     let dir = MemDir::new();

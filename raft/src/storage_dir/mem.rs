@@ -83,6 +83,8 @@ struct MemFile {
     durable: Vec<u8>,
     /// Operations since the last sync, in order; a crash may keep a prefix of them.
     unsynced: Vec<Op>,
+    /// Successful syncs so far.
+    syncs: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -170,6 +172,7 @@ impl MemDir {
                     data: image.clone(),
                     durable: image,
                     unsynced: Vec::new(),
+                    syncs: 0,
                 },
             );
             survived.names.insert(name.clone(), id);
@@ -208,6 +211,13 @@ impl MemDir {
         let inner = self.lock_inner();
         let id = inner.names.get(name)?;
         inner.files.get(id).map(|f| f.data.clone())
+    }
+
+    /// Successful syncs of a file so far.
+    pub fn syncs(&self, name: &str) -> Option<u64> {
+        let inner = self.lock_inner();
+        let id = inner.names.get(name)?;
+        inner.files.get(id).map(|f| f.syncs)
     }
 
     /// Overwrites bytes of a file both in memory and on "disk" (bit rot, for corruption tests).
@@ -434,6 +444,7 @@ impl SegmentFile for MemFileHandle {
             }
             file.durable.clone_from(&file.data);
             file.unsynced.clear();
+            file.syncs += 1;
             Ok(())
         })
     }
