@@ -63,6 +63,14 @@ impl StrMap {
         }
     }
 
+    /// Appends `key`, which the caller knows is absent (a header's distinct field names):
+    /// no scan for an existing entry.
+    pub fn push_new(&mut self, key: impl Into<CompactString>, value: impl Into<CompactString>) {
+        let key = key.into();
+        debug_assert!(!self.contains_key(&key), "duplicate key {key}");
+        self.entries.push((key, value.into()));
+    }
+
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<String> {
         let pos = self.entries.iter().position(|(k, _)| k == key)?;

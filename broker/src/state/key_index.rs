@@ -343,29 +343,83 @@ pub struct Vacancy {
     hash: u64,
 }
 
-/// One window entry: `topic` then `uniq_key` in one string.
+/// Bytes of topic plus UNIQ_KEY a window entry holds without an allocation (RocketMQ's
+/// UNIQ_KEYs are 32 characters): the entry's text is then in the ring itself, so a lookup
+/// touches one fewer cache line and an insert or eviction allocates and frees nothing.
+const SLOT_INLINE_TEXT: usize = 62;
+
+/// `topic` then `uniq_key`, inline when short.
+#[derive(Debug, Clone)]
+enum SlotText {
+    Inline {
+        len: u8,
+        bytes: [u8; SLOT_INLINE_TEXT],
+    },
+    Heap(Box<str>),
+}
+
+impl SlotText {
+    fn new(topic: &str, uniq_key: &str) -> SlotText {
+        let (t, k) = (topic.as_bytes(), uniq_key.as_bytes());
+        let len = t.len() + k.len();
+        if len <= SLOT_INLINE_TEXT {
+            let mut bytes = [0u8; SLOT_INLINE_TEXT];
+            bytes[..t.len()].copy_from_slice(t);
+            bytes[t.len()..len].copy_from_slice(k);
+            // Cannot truncate: len ≤ SLOT_INLINE_TEXT < 256.
+            SlotText::Inline {
+                len: len as u8,
+                bytes,
+            }
+        } else {
+            let mut text = String::with_capacity(len);
+            text.push_str(topic);
+            text.push_str(uniq_key);
+            SlotText::Heap(text.into_boxed_str())
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            SlotText::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or_default(),
+            SlotText::Heap(s) => s.as_bytes(),
+        }
+    }
+}
+
+/// One window entry.
 #[derive(Debug, Clone)]
 struct DedupSlot {
     hash: u64,
     topic_len: usize,
-    text: Box<str>,
+    text: SlotText,
     result: AppendResult,
 }
 
 impl DedupSlot {
+    /// A part of the text; both parts were whole `str`s, so this never fails in practice.
+    fn part(&self, range: std::ops::Range<usize>) -> &str {
+        self.text
+            .as_bytes()
+            .get(range)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or_default()
+    }
+
     fn topic(&self) -> &str {
-        self.text.get(..self.topic_len).unwrap_or_default()
+        self.part(0..self.topic_len)
     }
 
     fn uniq_key(&self) -> &str {
-        self.text.get(self.topic_len..).unwrap_or_default()
+        self.part(self.topic_len..self.text.as_bytes().len())
     }
 
     fn is(&self, topic: &str, uniq_key: &str) -> bool {
+        let text = self.text.as_bytes();
         self.topic_len == topic.len()
-            && self.text.len() == topic.len() + uniq_key.len()
-            && self.topic() == topic
-            && self.uniq_key() == uniq_key
+            && text.len() == topic.len() + uniq_key.len()
+            && text.get(..topic.len()) == Some(topic.as_bytes())
+            && text.get(topic.len()..) == Some(uniq_key.as_bytes())
     }
 }
 
@@ -492,13 +546,10 @@ impl DedupWindow {
     /// Appends a key known to be absent.
     fn push_new(&mut self, hash: u64, topic: &str, uniq_key: &str, result: AppendResult) {
         let seq = self.first_seq + self.order.len() as u64;
-        let mut text = String::with_capacity(topic.len() + uniq_key.len());
-        text.push_str(topic);
-        text.push_str(uniq_key);
         self.order.push_back(DedupSlot {
             hash,
             topic_len: topic.len(),
-            text: text.into_boxed_str(),
+            text: SlotText::new(topic, uniq_key),
             result,
         });
         match self.by_hash.get_mut(&hash) {

@@ -34,7 +34,7 @@ pub trait CommandHeader: Sized {
 
 /// One `extFields` value type: how it is written and read.
 pub trait ExtValue: Sized {
-    /// Writes the value under `key` (nothing for `None`).
+    /// Writes the value under `key`, which `ext` does not hold yet (nothing for `None`).
     fn put(&self, ext: &mut StrMap, key: &'static str);
     /// Reads the value of `key`.
     fn take(ext: &StrMap, key: &'static str) -> Result<Self>;
@@ -93,7 +93,7 @@ macro_rules! ext_value {
     ($($t:ty),*) => {$(
         impl ExtValue for $t {
             fn put(&self, ext: &mut StrMap, key: &'static str) {
-                ext.insert(CompactString::const_new(key), self.to_text());
+                ext.push_new(CompactString::const_new(key), self.to_text());
             }
             fn take(ext: &StrMap, key: &'static str) -> Result<Self> {
                 let text = ext.get(key).ok_or(ProtocolError::MissingField(key))?;
@@ -103,7 +103,7 @@ macro_rules! ext_value {
         impl ExtValue for Option<$t> {
             fn put(&self, ext: &mut StrMap, key: &'static str) {
                 if let Some(v) = self {
-                    ext.insert(CompactString::const_new(key), v.to_text());
+                    ext.push_new(CompactString::const_new(key), v.to_text());
                 }
             }
             fn take(ext: &StrMap, key: &'static str) -> Result<Self> {
