@@ -190,6 +190,8 @@ impl BrokerStateMachine {
         // The dedup journal restarts from the window once it holds 4 windows' worth.
         // Inserts evicted before this job are not journaled: every key still in the window
         // is, so the journal's last window-length of entries is still the window.
+        // Window sequence numbers only restart when a topic is deleted, which rewrites.
+        debug_assert!(rewrite || self.ckpt.dedup_seq <= self.dedup.end_seq());
         let new_dedup = self.dedup.since(self.ckpt.dedup_seq).len();
         let dedup_rewrite = rewrite
             || self.ckpt.dedup_journaled + new_dedup

@@ -42,8 +42,10 @@ impl Hasher for IdentityHasher {
 
 type HashKeyed<V> = HashMap<u64, V, BuildHasherDefault<IdentityHasher>>;
 
-/// Most candidates one key lookup returns (RocketMQ's `maxMsgsNumBatch` default).
-pub const KEY_LOOKUP_MAX: usize = 64;
+/// Most candidates one key lookup returns: 4 for each of the 64 records a QUERY_MESSAGE
+/// answer holds at most (RocketMQ's `maxMsgsNumBatch`), since hashes may collide and a
+/// key may also be another record's UNIQ_KEY (the caller reads and filters them).
+pub const KEY_LOOKUP_MAX: usize = 256;
 /// Entries per sorted run of the key index: a run is sorted once when it fills (a short,
 /// cache-resident sort), and a lookup binary-searches each run.
 const KEY_RUN_LEN: usize = 1 << 15;
@@ -65,6 +67,7 @@ type Keyed = (u64, IndexEntry);
 #[derive(Debug, Clone)]
 struct Run {
     entries: Vec<Keyed>,
+    min_offset: i64,
     max_offset: i64,
     min_time: i64,
     max_time: i64,
@@ -75,6 +78,7 @@ impl Run {
         entries.sort_unstable_by_key(|(h, e)| (*h, e.physical_offset));
         let mut run = Run {
             entries,
+            min_offset: i64::MAX,
             max_offset: i64::MIN,
             min_time: i64::MAX,
             max_time: i64::MIN,
@@ -84,10 +88,12 @@ impl Run {
     }
 
     fn measure(&mut self) {
+        self.min_offset = i64::MAX;
         self.max_offset = i64::MIN;
         self.min_time = i64::MAX;
         self.max_time = i64::MIN;
         for (_, e) in &self.entries {
+            self.min_offset = self.min_offset.min(e.physical_offset);
             self.max_offset = self.max_offset.max(e.physical_offset);
             self.min_time = self.min_time.min(e.store_time);
             self.max_time = self.max_time.max(e.store_time);
@@ -111,13 +117,18 @@ struct TopicKeys {
 
 impl TopicKeys {
     fn push(&mut self, k: Keyed, run_len: usize) {
-        if self.tail.capacity() == 0 {
-            self.tail.reserve_exact(run_len);
+        // Grows by doubling (a topic with few keys stays small), never past a run.
+        if self.tail.len() == self.tail.capacity() {
+            let more = self
+                .tail
+                .len()
+                .max(16)
+                .min(run_len - self.tail.len().min(run_len));
+            self.tail.reserve_exact(more.max(1));
         }
         self.tail.push(k);
         if self.tail.len() >= run_len {
-            let full = std::mem::replace(&mut self.tail, Vec::with_capacity(run_len));
-            self.runs.push(Run::sealed(full));
+            self.runs.push(Run::sealed(std::mem::take(&mut self.tail)));
         }
     }
 
@@ -218,7 +229,12 @@ impl KeyIndex {
         let in_time = |e: &IndexEntry| (begin..=end).contains(&e.store_time);
         // The newest `max` offsets seen so far (a min-heap: the oldest kept is on top).
         let mut newest: BinaryHeap<Reverse<i64>> = BinaryHeap::with_capacity(max + 1);
-        let mut keep = |offset: i64| {
+        // The offset an entry must beat to be kept, once `max` are kept.
+        let floor = |newest: &BinaryHeap<Reverse<i64>>| {
+            (newest.len() >= max).then(|| newest.peek().map_or(i64::MIN, |Reverse(o)| *o))
+        };
+        let keep = |newest: &mut BinaryHeap<Reverse<i64>>, offset: i64| {
+            // The same record under one key twice is one candidate.
             if newest.iter().any(|Reverse(o)| *o == offset) {
                 return;
             }
@@ -228,18 +244,28 @@ impl KeyIndex {
             }
         };
         for (h, e) in &keys.tail {
-            if *h == hash && in_time(e) {
-                keep(e.physical_offset);
+            if *h == hash && in_time(e) && floor(&newest).is_none_or(|f| e.physical_offset > f) {
+                keep(&mut newest, e.physical_offset);
             }
         }
+        // Newest runs first; within a run a key's entries are in offset order, so each run
+        // is walked backwards and left at the first entry too old to be kept: a lookup
+        // keeps at most `max` entries per run, however common the key.
         for run in keys
             .runs
             .iter()
+            .rev()
             .filter(|r| r.max_time >= begin && r.min_time <= end)
         {
-            for (_, e) in run.hits(hash) {
+            if floor(&newest).is_some_and(|f| run.max_offset <= f) {
+                continue;
+            }
+            for (_, e) in run.hits(hash).iter().rev() {
+                if floor(&newest).is_some_and(|f| e.physical_offset <= f) {
+                    break;
+                }
                 if in_time(e) {
-                    keep(e.physical_offset);
+                    keep(&mut newest, e.physical_offset);
                 }
             }
         }
@@ -275,11 +301,7 @@ impl KeyIndex {
         for keys in self.topics.values_mut() {
             keys.runs.retain(|r| r.max_offset >= physical_offset);
             for run in &mut keys.runs {
-                if run
-                    .entries
-                    .iter()
-                    .any(|(_, e)| e.physical_offset < physical_offset)
-                {
+                if run.min_offset < physical_offset {
                     run.entries
                         .retain(|(_, e)| e.physical_offset >= physical_offset);
                     run.measure();

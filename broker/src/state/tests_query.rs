@@ -638,6 +638,8 @@ mod key_index_model {
     enum Op {
         /// Topic, key, store time; the physical offset grows by one per add (apply order).
         Add(usize, usize, i64),
+        /// One record under two keys (say its KEYS and its UNIQ_KEY), maybe the same one.
+        AddTwo(usize, usize, usize, i64),
         Lookup(usize, usize, i64, i64, usize),
         Purge(i64),
         RemoveTopic(usize),
@@ -651,6 +653,8 @@ mod key_index_model {
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
             8 => (0..2usize, 0..4usize, 0..50i64).prop_map(|(t, k, s)| Op::Add(t, k, s)),
+            2 => (0..2usize, 0..4usize, 0..4usize, 0..50i64)
+                .prop_map(|(t, k, l, s)| Op::AddTwo(t, k, l, s)),
             4 => (0..2usize, 0..4usize, 0..50i64, 0..50i64, 0..80usize)
                 .prop_map(|(t, k, b, e, m)| Op::Lookup(t, k, b, e, m)),
             1 => (0..200i64).prop_map(Op::Purge),
@@ -672,6 +676,13 @@ mod key_index_model {
                         model.push((t, k, next_offset, s));
                         next_offset += 1;
                     }
+                    Op::AddTwo(t, k, l, s) => {
+                        index.add(TOPICS[t], KEYS[k], next_offset, s);
+                        index.add(TOPICS[t], KEYS[l], next_offset, s);
+                        model.push((t, k, next_offset, s));
+                        model.push((t, l, next_offset, s));
+                        next_offset += 1;
+                    }
                     Op::Lookup(t, k, b, e, m) => {
                         let mut want: Vec<i64> = model
                             .iter()
@@ -679,6 +690,7 @@ mod key_index_model {
                             .map(|x| x.2)
                             .collect();
                         want.reverse();
+                        want.dedup();
                         want.truncate(m.min(KEY_LOOKUP_MAX));
                         prop_assert_eq!(index.lookup(TOPICS[t], KEYS[k], b, e, m), want);
                     }

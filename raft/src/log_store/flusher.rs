@@ -531,11 +531,12 @@ fn run(
                     }
                 };
                 q.idle = false;
-                if policy == FlushPolicy::Async
-                    && !q.dirty.is_empty()
-                    && last_sync.elapsed() >= interval
-                {
-                    break;
+                if policy == FlushPolicy::Async && last_sync.elapsed() >= interval {
+                    if !q.dirty.is_empty() {
+                        break;
+                    }
+                    // Nothing to sync: wait a whole interval again, not 1 ms at a time.
+                    last_sync = Instant::now();
                 }
             }
             (

@@ -712,7 +712,7 @@ fn async_policy_appends_write_on_the_calling_thread_when_the_flusher_is_idle() {
         dir.contents("00000000000000000000.log").unwrap().len() as u64,
         store.read_handle().end_position()
     );
-    // The flusher's periodic sync still covers what the appends wrote themselves.
+    // The appends marked the file dirty, so a sync covers what they wrote themselves.
     store.sync().unwrap();
     let crashed = dir.crash(4);
     drop(store);
@@ -781,7 +781,8 @@ fn async_policy_inline_write_failure_fails_the_store() {
         index += 1;
     }
     dir.set_op_budget(Some(0));
-    let (_, ok) = append_async(&mut store, index + 1);
+    let (inline, ok) = append_async(&mut store, index + 1);
+    assert!(inline, "the flusher was idle: the append wrote itself");
     assert!(!ok, "a failed write is reported to its append");
     dir.set_op_budget(None);
     let sticky = store.append_entries(vec![normal(1, index + 2, 40)], Box::new(|_| {}));
