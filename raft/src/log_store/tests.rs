@@ -677,17 +677,16 @@ fn append_async(store: &mut SegmentedLogStore, index: u64) -> (bool, bool) {
     inline.unwrap_or_else(|| rx.recv_timeout(WAIT).expect("completion within deadline"))
 }
 
-#[test]
-fn async_policy_appends_write_on_the_calling_thread_when_the_flusher_is_idle() {
-    let dir = MemDir::new();
+/// An async-policy store (10 s interval) on `dir`, appended to until an append completes
+/// on the calling thread (the flusher thread went idle); returns it and the next index.
+fn async_store_once_idle(dir: &MemDir, config: LogStoreConfig) -> (SegmentedLogStore, u64) {
     let config = LogStoreConfig {
         flush: FlushPolicy::Async,
         async_flush_interval: Duration::from_secs(10),
-        ..cfg(1 << 20)
+        ..config
     };
     let mut store =
         SegmentedLogStore::open_with(config, Arc::new(dir.clone()), Meta::memory()).unwrap();
-    // The flusher goes idle soon after it starts; from then on appends write themselves.
     let deadline = std::time::Instant::now() + WAIT;
     let mut index = 1;
     loop {
@@ -695,13 +694,19 @@ fn async_policy_appends_write_on_the_calling_thread_when_the_flusher_is_idle() {
         assert!(ok);
         index += 1;
         if inline {
-            break;
+            return (store, index);
         }
         assert!(
             std::time::Instant::now() < deadline,
             "no append completed inline"
         );
     }
+}
+
+#[test]
+fn async_policy_appends_write_on_the_calling_thread_when_the_flusher_is_idle() {
+    let dir = MemDir::new();
+    let (mut store, mut index) = async_store_once_idle(&dir, cfg(1 << 20));
     for _ in 0..5 {
         let (inline, ok) = append_async(&mut store, index);
         assert!(inline && ok, "the flusher stays idle between appends");
@@ -724,24 +729,11 @@ fn async_policy_appends_write_on_the_calling_thread_when_the_flusher_is_idle() {
 fn async_policy_syncs_every_prefill_chunk_written_inline_not_only_at_the_interval() {
     let dir = MemDir::new();
     let config = LogStoreConfig {
-        flush: FlushPolicy::Async,
-        async_flush_interval: Duration::from_secs(10),
         prefill_bytes: 0,
         ..cfg(64 << 20)
     };
-    let mut store =
-        SegmentedLogStore::open_with(config, Arc::new(dir.clone()), Meta::memory()).unwrap();
+    let (mut store, mut index) = async_store_once_idle(&dir, config);
     let name = "00000000000000000000.log";
-    let deadline = std::time::Instant::now() + WAIT;
-    let mut index = 1;
-    while !append_async(&mut store, index).0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no append completed inline"
-        );
-        index += 1;
-    }
-    index += 1;
     let syncs = dir.syncs(name).unwrap();
     // A chunk's worth written inline: the flusher syncs without waiting for the interval.
     let end = store.read_handle().end_position() + flusher::PREFILL_CHUNK;
@@ -764,28 +756,13 @@ fn async_policy_syncs_every_prefill_chunk_written_inline_not_only_at_the_interva
 #[test]
 fn async_policy_inline_write_failure_fails_the_store() {
     let dir = MemDir::new();
-    let config = LogStoreConfig {
-        flush: FlushPolicy::Async,
-        async_flush_interval: Duration::from_secs(10),
-        ..cfg(1 << 20)
-    };
-    let mut store =
-        SegmentedLogStore::open_with(config, Arc::new(dir.clone()), Meta::memory()).unwrap();
-    let deadline = std::time::Instant::now() + WAIT;
-    let mut index = 1;
-    while !append_async(&mut store, index).0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no append completed inline"
-        );
-        index += 1;
-    }
+    let (mut store, index) = async_store_once_idle(&dir, cfg(1 << 20));
     dir.set_op_budget(Some(0));
-    let (inline, ok) = append_async(&mut store, index + 1);
+    let (inline, ok) = append_async(&mut store, index);
     assert!(inline, "the flusher was idle: the append wrote itself");
     assert!(!ok, "a failed write is reported to its append");
     dir.set_op_budget(None);
-    let sticky = store.append_entries(vec![normal(1, index + 2, 40)], Box::new(|_| {}));
+    let sticky = store.append_entries(vec![normal(1, index + 1, 40)], Box::new(|_| {}));
     assert!(
         matches!(sticky, Err(LogStoreError::Failed(ref r)) if r.contains("write")),
         "the failure is sticky and names the write: {sticky:?}"
